@@ -1,0 +1,55 @@
+"""estimates: Bayesian reconciliation of conflicting numbers.
+
+>>> import estimates as est
+>>> claims = est.load_example("isis-2022")
+>>> result = est.reconcile(claims)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .api import reconcile  # noqa: E402
+from .datasets import example_hierarchy, load_example  # noqa: E402
+from .errors import (  # noqa: E402
+    ClaimError,
+    ConvergenceWarning,
+    CoverageError,
+    EmptyClaimsError,
+    EstimatesError,
+    HierarchyError,
+    InvalidRangeError,
+    MissingNumberError,
+    NonPositiveCountError,
+    OptionError,
+    TimeOrderError,
+    TimeParseError,
+    UnknownKindError,
+    UnknownRegionError,
+)
+from .interpret import DEFAULT_PROB, Interpretation  # noqa: E402
+from .results import Reconciliation  # noqa: E402
+
+__all__ = [
+    "DEFAULT_PROB",
+    "ClaimError",
+    "ConvergenceWarning",
+    "CoverageError",
+    "EmptyClaimsError",
+    "EstimatesError",
+    "HierarchyError",
+    "Interpretation",
+    "InvalidRangeError",
+    "MissingNumberError",
+    "NonPositiveCountError",
+    "OptionError",
+    "Reconciliation",
+    "TimeOrderError",
+    "TimeParseError",
+    "UnknownKindError",
+    "UnknownRegionError",
+    "__version__",
+    "example_hierarchy",
+    "load_example",
+    "reconcile",
+]

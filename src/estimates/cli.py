@@ -1,0 +1,233 @@
+"""The ``estimates`` command.
+
+``estimates demo`` reconciles the embedded example and prints the intervals
+and sources; ``estimates reconcile claims.csv -o intervals.csv`` does the same
+for a file (``-`` reads standard input or writes standard output). Output
+files are written atomically. Bad input exits with status 2 and one line on
+standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+EXIT_BAD_INPUT = 2
+
+
+def _fmt_number(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    ax = abs(x)
+    if ax >= 100:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def format_table(df: pd.DataFrame, numeric: Sequence[str]) -> str:
+    """A table as aligned text, numbers rounded for reading."""
+    shown = df.copy()
+    for c in numeric:
+        if c in shown:
+            shown[c] = [_fmt_number(float(v)) for v in shown[c]]
+    shown = shown.astype(object).where(shown.notna(), "")
+    return shown.to_string(index=False)
+
+
+def _print_result(result, out) -> None:  # noqa: ANN001
+    iv = result.intervals
+    prob = result.meta["options"]["prob"]
+    print(f"Posterior medians and {prob:.0%} intervals (counts)", file=out)
+    print(
+        format_table(
+            iv[["quantity", "region", "time", "median", "lower", "upper"]], ["median", "lower", "upper"]
+        ),
+        file=out,
+    )
+    print("", file=out)
+    print(
+        "Sources: bias as a factor on the consensus (1 = unbiased), reliability as a factor on stated spreads",
+        file=out,
+    )
+    print(
+        format_table(
+            result.sources,
+            ["bias", "bias_lower", "bias_upper", "reliability", "reliability_lower", "reliability_upper"],
+        ),
+        file=out,
+    )
+    d = result.diagnostics
+    print("", file=out)
+    print(
+        f"Diagnostics: sampler {d['sampler']}, {d['seconds']:.1f} s, max R-hat {d['r_hat_max']:.3f}, "
+        f"min bulk ESS {d['ess_bulk_min']:.0f}, divergences {d['divergences']}, "
+        f"converged {d['converged']}",
+        file=out,
+    )
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prob", type=float, default=None, help="probability of the intervals (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
+    p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps per chain (default 1000)")
+    p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
+    p.add_argument(
+        "--sampler",
+        choices=("auto", "nutpie", "pymc"),
+        default="auto",
+        help="NUTS implementation (default: nutpie if installed)",
+    )
+    p.add_argument(
+        "--robust", action="store_true", help="heavy-tailed claims: one wild claim cannot drag the rest"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="estimates",
+        description="Bayesian reconciliation of conflicting numbers.",
+    )
+    parser.add_argument("--version", action="version", version=f"estimates {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    demo = sub.add_parser(
+        "demo",
+        help="reconcile the embedded example (the isis-2022 article) and print the tables",
+        description="Reconcile the claims of the embedded example and print intervals and sources.",
+    )
+    demo.add_argument("--example", default="isis-2022", help="embedded example (default isis-2022)")
+    _sampling_args(demo)
+
+    rec = sub.add_parser(
+        "reconcile",
+        help="reconcile a claims CSV and write the intervals as CSV",
+        description="Reconcile the claims in a CSV file (- for standard input) and write the intervals.",
+    )
+    rec.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
+    rec.add_argument(
+        "-o", "--output", default="-", help="intervals CSV to write (default -: standard output)"
+    )
+    rec.add_argument("--hierarchy", help="JSON file mapping each aggregate to its members")
+    rec.add_argument("--reference", help="a source taken as unbiased")
+    rec.add_argument("--sources-out", help="also write the sources table to this CSV")
+    rec.add_argument("--claims-out", help="also write the claims table (with status and tension) to this CSV")
+    rec.add_argument(
+        "--errors",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on a bad row: stop (raise, default) or skip it and mark it rejected",
+    )
+    _sampling_args(rec)
+    return parser
+
+
+def _read_claims_arg(arg: str) -> pd.DataFrame:
+    if arg == "-":
+        text = sys.stdin.read()
+        if not text.strip():
+            from .errors import EmptyClaimsError
+
+            raise EmptyClaimsError("standard input is empty; pipe a claims CSV into 'estimates reconcile -'")
+        return pd.read_csv(io.StringIO(text))
+    path = Path(arg)
+    if not path.exists():
+        raise FileNotFoundError(f"claims file {arg!r} does not exist")
+    return pd.read_csv(path)
+
+
+def _write_csv(df: pd.DataFrame, dest: str) -> None:
+    from .results import write_table_atomic
+
+    if dest == "-":
+        df.to_csv(sys.stdout, index=False)
+    else:
+        write_table_atomic(df, dest)
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"estimates: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``estimates`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    from .errors import EstimatesError
+
+    old = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
+    try:
+        return _run(args)
+    except (
+        EstimatesError,
+        FileNotFoundError,
+        json.JSONDecodeError,
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+    ) as exc:
+        print(f"estimates: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        warnings.showwarning = old
+
+
+def _run(args: argparse.Namespace) -> int:
+    import estimates as est
+
+    kw = dict(
+        random_seed=args.seed,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        sampler=args.sampler,
+        robust=args.robust,
+    )
+    if args.prob is not None:
+        kw["prob"] = args.prob
+    if args.command == "demo":
+        t0 = time.perf_counter()
+        claims = est.load_example(args.example)
+        print(f"Reconciling {len(claims)} claims of the '{args.example}' example ...", file=sys.stderr)
+        result = est.reconcile(claims, **kw)
+        _print_result(result, sys.stdout)
+        print(f"Total wall time {time.perf_counter() - t0:.1f} s", file=sys.stdout)
+        return 0
+    claims = _read_claims_arg(args.claims)
+    hierarchy = None
+    if args.hierarchy:
+        path = Path(args.hierarchy)
+        if not path.exists():
+            raise FileNotFoundError(f"hierarchy file {args.hierarchy!r} does not exist")
+        hierarchy = json.loads(path.read_text(encoding="utf-8"))
+    result = est.reconcile(claims, hierarchy=hierarchy, reference=args.reference, errors=args.errors, **kw)
+    _write_csv(result.intervals, args.output)
+    if args.sources_out:
+        _write_csv(result.sources, args.sources_out)
+    if args.claims_out:
+        _write_csv(result.claims, args.claims_out)
+    d = result.diagnostics
+    print(
+        f"estimates: {len(result.claims)} claims -> {len(result.intervals)} intervals; "
+        f"R-hat {d['r_hat_max']:.3f}, ESS {d['ess_bulk_min']:.0f}, divergences {d['divergences']}, "
+        f"{d['seconds']:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

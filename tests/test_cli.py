@@ -1,0 +1,132 @@
+"""The ``estimates`` command: reconcile, stdin/stdout, atomic output, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from estimates import cli
+
+CSV = "region,low,high,value,source\nSyria,6000,8000,,UN\nSyria,8000,16000,,US\nIraq,,,3000,UN\n"
+FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--seed", "5"]
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["demo", "--help"], ["reconcile", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 0
+
+
+@pytest.mark.slow
+def test_reconcile_file_to_file_with_hierarchy(tmp_path, capsys):
+    src = tmp_path / "claims.csv"
+    src.write_text(CSV)
+    hier = tmp_path / "h.json"
+    hier.write_text(json.dumps({"Iraq and Syria": ["Iraq", "Syria"]}))
+    out = tmp_path / "iv.csv"
+    sources = tmp_path / "src.csv"
+    with _no_convergence_noise():
+        code = cli.main(
+            [
+                "reconcile",
+                str(src),
+                "-o",
+                str(out),
+                "--hierarchy",
+                str(hier),
+                "--sources-out",
+                str(sources),
+                *FAST,
+            ]
+        )
+    assert code == 0
+    iv = pd.read_csv(out)
+    # the aggregate is not claimed but both its leaves are modelled: reported as their sum
+    assert set(iv["region"]) == {"Syria", "Iraq", "Iraq and Syria"}
+    assert list(iv.columns) == ["quantity", "region", "time", "mean", "median", "sd", "lower", "upper"]
+    assert set(pd.read_csv(sources)["source"]) == {"UN", "US"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.slow
+def test_reconcile_stdin_to_stdout(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(CSV))
+    with _no_convergence_noise():
+        code = cli.main(["reconcile", "-", "-o", "-", *FAST])
+    assert code == 0
+    out = capsys.readouterr().out
+    iv = pd.read_csv(io.StringIO(out))
+    assert len(iv) == 2
+
+
+@pytest.mark.parametrize(
+    "csv,expected",
+    [
+        ("region,low,high\nSyria,8000,6000\n", "claim 0"),
+        ("region,low,high\nSyria,-5,6000\n", "must be positive"),
+        ("region,claim\nSyria,more than 7000\n", "text"),
+        ("region,low,kind\nSyria,7000,guess\n", "not a known kind"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, csv, expected):
+    src = tmp_path / "bad.csv"
+    src.write_text(csv)
+    out = tmp_path / "iv.csv"
+    code = cli.main(["reconcile", str(src), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("estimates: error:") and expected in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+def test_missing_file_is_a_one_line_error(capsys):
+    assert cli.main(["reconcile", "no-such-file.csv"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
+    """If writing fails midway the previous file is untouched and no temporary file remains."""
+    from estimates import results
+
+    dest = tmp_path / "iv.csv"
+    dest.write_text("old\n")
+
+    def boom(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_table_atomic(pd.DataFrame({"a": [1, 2]}), dest)
+    assert dest.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run(
+        [sys.executable, "-m", "estimates.cli", "--version"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("estimates ")
+
+
+class _no_convergence_noise:
+    """Short CLI runs may not reach ESS 400; that warning is expected here."""
+
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings()
+        self._cm.__enter__()
+        import estimates
+
+        warnings.simplefilter("ignore", estimates.ConvergenceWarning)
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)

@@ -1,0 +1,233 @@
+"""Model unit tests: likelihood terms against scipy, finite log-density and
+gradient at the initial point, coherent aggregates. No MCMC here."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from scipy import integrate, special, stats
+
+from estimates.claims import normalise
+from estimates.interpret import Interpretation, shapes_table
+from estimates.model import PRIORS, build, claim_loglik, describe, log_box, log_ndtr
+
+FAST = pytensor.config.change_flags(mode="FAST_COMPILE")
+
+
+def _values_fn(model, name):
+    """Compile ``name`` as a function of the model's value variables (a point dict)."""
+    (out,) = model.replace_rvs_by_values([model[name]])
+    with FAST:
+        fn = pytensor.function(model.value_vars, out, on_unused_input="ignore")
+    names = [v.name for v in model.value_vars]
+    return lambda point: fn(*[point[n] for n in names])
+
+
+def _structure(rows, hierarchy=None, reference=None, robust=False, interp=None):
+    interp = interp or Interpretation()
+    cs = normalise(rows, hierarchy=hierarchy, interpretation=interp)
+    return describe(shapes_table(cs.used, interp), cs.hierarchy, reference=reference, robust=robust)
+
+
+# ----------------------------------------------------------------------------- log Phi
+
+
+def test_log_ndtr_matches_scipy_over_tails():
+    """The branch-safe log Phi agrees with scipy from deep lower tail to upper tail."""
+    z = np.concatenate([np.linspace(-60, -19.5, 50), np.linspace(-19.5, 12, 200)])
+    x = pt.dvector("x")
+    with FAST:
+        f = pytensor.function([x], log_ndtr(x))
+        g = pytensor.function([x], pt.grad(pt.sum(log_ndtr(x)), x))
+    np.testing.assert_allclose(f(z), special.log_ndtr(z), rtol=1e-9, atol=1e-12)
+    grad = g(z)
+    assert np.all(np.isfinite(grad))
+    # d/dz log Phi(z) = phi(z) / Phi(z)
+    expected = np.exp(stats.norm.logpdf(z) - special.log_ndtr(z))
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _scipy_box(y, a, b, s):
+    hi = stats.norm.cdf((y - a) / s)
+    lo = stats.norm.cdf((y - b) / s)
+    # use the survival form where both CDFs are near one
+    alt = stats.norm.sf((y - b) / s) - stats.norm.sf((y - a) / s)
+    d = np.where(y > (a + b) / 2, alt, hi - lo)
+    return np.log(d) - np.log(b - a)
+
+
+def test_log_box_matches_scipy_and_is_finite_in_the_tails():
+    y = np.linspace(4.0, 12.0, 161)
+    a, b, s = 7.5, 8.2, 0.1
+    yy = pt.dvector("y")
+    with FAST:
+        f = pytensor.function([yy], log_box(yy, a, b, s))
+        g = pytensor.function([yy], pt.grad(pt.sum(log_box(yy, a, b, s)), yy))
+    got = f(y)
+    ok = np.abs(y - 7.85) < 2.5  # where scipy's direct difference is still accurate
+    np.testing.assert_allclose(got[ok], _scipy_box(y[ok], a, b, s), rtol=1e-7, atol=1e-9)
+    assert np.all(np.isfinite(got)) and np.all(np.isfinite(g(y)))
+
+
+def test_box_is_a_proper_density_in_the_stated_bound():
+    """Integrated over where the source puts its bound, the box density is 1 for any spread.
+
+    This is what keeps reliability (which scales the spread) from being pushed
+    around by the normalising constant.
+    """
+    yy = pt.dscalar("y")
+    aa = pt.dscalar("a")
+    w = math.log(2.0)
+    sv = pt.dscalar("s")
+    with FAST:
+        fn = pytensor.function([yy, aa, sv], pt.exp(log_box(yy, aa, aa + w, sv)))
+    for s in (0.05, 0.1, 0.4):
+        total, _ = integrate.quad(lambda a: float(fn(8.0, a, s)), 8.0 - w - 12 * s, 8.0 + 12 * s, limit=200)
+        assert total == pytest.approx(1.0, abs=1e-6)
+
+
+ROWS_ALL_KINDS = [
+    {"region": "A", "low": 100, "high": 200, "source": "s1", "time": "2020"},
+    {"region": "A", "low": 120, "source": "s2", "time": "2020"},
+    {"region": "A", "high": 300, "source": "s1", "time": "2021"},
+    {"region": "A", "value": 150, "source": "s2", "time": "2021"},
+    {"region": "A", "value": 154, "kind": "exact", "source": "s3", "time": "2021"},
+    {"region": "A", "low": 1.1, "since": "2020", "time": "2021", "source": "s1"},
+]
+
+
+@pytest.mark.parametrize("robust", [False, True])
+@pytest.mark.parametrize("bounds", ["soft", "censored"])
+def test_claim_loglik_matches_scipy(robust, bounds):
+    """Each shape's per-claim log-likelihood equals its scipy computation."""
+    interp = Interpretation(bounds=bounds)
+    st = _structure(ROWS_ALL_KINDS, robust=robust, interp=interp)
+    rng = np.random.default_rng(1)
+    y = np.log(150.0) + rng.normal(0, 0.5, len(st.claim_row))
+    y[st.claim_ratio] = rng.normal(0.1, 0.3, st.claim_ratio.sum())
+    s = st.claim_spread * rng.uniform(1.0, 2.0, len(y))
+    yv, sv = pt.dvector("y"), pt.dvector("s")
+    with FAST:
+        got = pytensor.function([yv, sv], claim_loglik(st, yv, sv))(y, s)
+    a, b = st.claim_a, st.claim_b
+    want = np.empty(len(y))
+    for i, shape in enumerate(st.claim_shape):
+        if shape == "normal":
+            want[i] = stats.norm.logpdf(a[i], y[i], s[i])
+        elif shape == "box":
+            want[i] = _scipy_box(y[i], a[i], b[i], s[i])
+        elif shape == "lower":
+            want[i] = special.log_ndtr((y[i] - a[i]) / s[i])
+        else:
+            want[i] = special.log_ndtr((b[i] - y[i]) / s[i])
+    if robust:
+        obs = np.where((st.claim_kind == "at_most"), b, a)
+        wild = stats.norm.logpdf(obs, y, interp.robust_sd)
+        want = np.logaddexp(np.log1p(-interp.robust_weight) + want, np.log(interp.robust_weight) + wild)
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+    expected_shapes = {"soft": "box", "censored": "lower"}
+    assert st.claim_shape[1] == expected_shapes[bounds]
+
+
+# ----------------------------------------------------------------------------- the model
+
+HIER = {"Both": ["A", "B"], "All": ["Both", "C"]}
+
+
+def _rows(with_time, with_hierarchy):
+    rows = [
+        {"region": "A", "low": 100, "high": 200, "source": "s1"},
+        {"region": "A", "low": 120, "source": "s2"},
+        {"region": "B", "high": 300, "source": "s1"},
+        {"region": "B", "value": 150, "source": "s2"},
+        {"region": "A", "value": 154, "kind": "exact", "source": "s3"},
+    ]
+    if with_hierarchy:
+        rows += [
+            {"region": "Both", "low": 250, "high": 400, "source": "s3"},
+            {"region": "All", "low": 500, "source": "s1"},
+        ]
+    if with_time:
+        times = ["2020", "2020-06", "2021", "2021", "2022", "2021", "2022"]
+        rows = [dict(r, time=t) for r, t in zip(rows, times, strict=False)]
+        rows.append({"region": "A", "low": 1.5, "since": "2020", "time": "2022", "source": "s1"})
+    return rows
+
+
+@pytest.mark.parametrize(
+    "with_time,with_hierarchy,reference,robust",
+    list(itertools.product([False, True], [False, True], [None, "s1"], [False, True])),
+)
+def test_logp_and_gradient_finite_at_initial_point(with_time, with_hierarchy, reference, robust):
+    """Every claim kind, with and without time, hierarchy, reference and robust."""
+    st = _structure(
+        _rows(with_time, with_hierarchy),
+        hierarchy=HIER if with_hierarchy else None,
+        reference=reference,
+        robust=robust,
+    )
+    model = build(st)
+    ip = model.initial_point()
+    with FAST:
+        logp = model.compile_logp()(ip)
+        dlogp = model.compile_dlogp()(ip)
+    assert np.isfinite(logp)
+    assert np.all(np.isfinite(dlogp))
+    if reference is not None:
+        assert st.sources.loc[st.sources["source"] == reference, "is_reference"].all()
+
+
+def test_aggregates_are_sums_of_leaves_at_any_point():
+    """log_count of an aggregate is the log of the sum of its leaves' counts (also nested),
+    in every quantity (a second quantity with its own tree guards per-quantity bookkeeping)."""
+    second = [
+        {"region": "Both", "low": 10, "high": 20, "quantity": "other", "time": "2020"},
+        {"region": "C", "value": 5, "quantity": "other", "time": "2021"},
+        {"region": "All", "low": 30, "quantity": "other", "time": "2021"},
+    ]
+    st = _structure(_rows(True, True) + second, hierarchy=HIER)
+    model = build(st)
+    rng = np.random.default_rng(3)
+    ip = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in model.initial_point().items()}
+    lc = _values_fn(model, "log_count")(ip)
+    cells = st.cells.assign(count=np.exp(lc))
+    checked = 0
+    for (_, t), grp in cells.groupby(["quantity", "time"]):
+        c = grp.set_index("region")["count"]
+        assert c["Both"] == pytest.approx(c["A"] + c["B"], rel=1e-10)
+        assert c["All"] == pytest.approx(c["A"] + c["B"] + c["C"], rel=1e-10)
+        checked += 1
+    assert checked == 4 + 2  # four periods of the first quantity, two of the second
+
+
+def test_periods_are_those_that_occur_and_walk_uses_elapsed_years():
+    st = _structure(_rows(True, False))
+    times = list(st.cells.loc[st.cells["region"] == "A", "time"])
+    assert times == ["2020-06", "2020", "2021", "2022"]  # midpoints: 2020.45 < 2020.50
+    # elapsed years between period midpoints: 2020 (mid-year, 2020.50) -> 2020-06
+    # (mid-June, 2020.45) are out of order, so the midpoints sort June first.
+    pos = list(st.cells.loc[st.cells["region"] == "A", "time_pos"])
+    assert pos == sorted(pos)
+    dts = st.walk_sqrt_dt[~st.walk_first][:3] ** 2
+    assert dts == pytest.approx(np.diff(pos), abs=1e-9)
+
+
+def test_reference_source_has_zero_bias_and_others_pool_around_estimated_mean():
+    st = _structure(_rows(False, False), reference="s2")
+    model = build(st)
+    assert "bias_mean" in model.named_vars
+    lb = _values_fn(model, "log_bias")(model.initial_point())
+    ref = st.sources["source"].to_numpy() == "s2"
+    assert np.all(lb[ref] == 0.0)
+
+
+def test_priors_table_is_the_one_home_of_prior_settings():
+    assert PRIORS["bias_scale"] > 0 and PRIORS["walk_scale"] > 0
