@@ -44,9 +44,7 @@ def test_aggregate_draws_are_sums_of_leaf_draws(world_fit):
     counts = np.exp(post.reshape(-1, post.shape[-1]))
     for t in cells["time"].unique():
         idx = {r: i for i, r in cells.loc[cells["time"] == t, "region"].items()}
-        np.testing.assert_allclose(
-            counts[:, idx["North"]], counts[:, idx["L1"]] + counts[:, idx["L2"]], rtol=1e-9
-        )
+        np.testing.assert_allclose(counts[:, idx["North"]], counts[:, idx["L1"]] + counts[:, idx["L2"]], rtol=1e-9)
 
 
 def test_world_fit_converged(world_fit):

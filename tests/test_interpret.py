@@ -64,16 +64,8 @@ def test_bounds(bounds):
     lo = shape_of("at_least", 4000, NAN, NAN, 0.9, interp)
     hi = shape_of("at_most", NAN, 4000, NAN, 0.9, interp)
     if bounds == "soft":
-        assert (
-            lo[0] == "box"
-            and lo[1] == pytest.approx(math.log(4000))
-            and lo[2] == pytest.approx(math.log(8000))
-        )
-        assert (
-            hi[0] == "box"
-            and hi[1] == pytest.approx(math.log(2000))
-            and hi[2] == pytest.approx(math.log(4000))
-        )
+        assert lo[0] == "box" and lo[1] == pytest.approx(math.log(4000)) and lo[2] == pytest.approx(math.log(8000))
+        assert hi[0] == "box" and hi[1] == pytest.approx(math.log(2000)) and hi[2] == pytest.approx(math.log(4000))
     else:
         assert lo[0] == "lower" and lo[1] == pytest.approx(math.log(4000))
         assert hi[0] == "upper" and hi[2] == pytest.approx(math.log(4000))
@@ -102,8 +94,7 @@ def test_overrides_reach_the_reading():
     interp = Interpretation.from_options({"coverage": 0.5})
     assert interp.coverage == 0.5
     assert (
-        shape_of("range", 6000, 8000, NAN, interp.coverage, interp)[3]
-        > shape_of("range", 6000, 8000, NAN, 0.9, I)[3]
+        shape_of("range", 6000, 8000, NAN, interp.coverage, interp)[3] > shape_of("range", 6000, 8000, NAN, 0.9, I)[3]
     )
 
 

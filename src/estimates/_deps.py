@@ -15,7 +15,5 @@ from types import ModuleType
 def quiet_import(name: str) -> ModuleType:
     """Import ``name`` (``pymc``, ``arviz``, ``nutpie`` ...) with ArviZ's refactor notice silenced."""
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"(?s).*ArviZ is undergoing a major refactor", category=FutureWarning
-        )
+        warnings.filterwarnings("ignore", message=r"(?s).*ArviZ is undergoing a major refactor", category=FutureWarning)
         return importlib.import_module(name)

@@ -118,9 +118,7 @@ def reconcile(
         raise OptionError(f"prob={prob!r} must be strictly between 0 and 1, e.g. 0.9")
     if random_seed is not None and not isinstance(random_seed, (int, np.integer)):
         raise OptionError(f"random_seed={random_seed!r} must be a whole number or None")
-    options = SamplerOptions(
-        draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler
-    )
+    options = SamplerOptions(draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler)
     interp = Interpretation.from_options(interpretation)
     if hierarchy is None and isinstance(claims, pd.DataFrame):
         hierarchy = claims.attrs.get("hierarchy")

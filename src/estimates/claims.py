@@ -167,9 +167,7 @@ class Hierarchy:
                 return
             if state.get(node) == 1:
                 cyc = path[path.index(node) :] + [node]
-                raise HierarchyError(
-                    f"hierarchy has a cycle: {' -> '.join(cyc)}; an aggregate cannot contain itself"
-                )
+                raise HierarchyError(f"hierarchy has a cycle: {' -> '.join(cyc)}; an aggregate cannot contain itself")
             state[node] = 1
             for m in self.members.get(node, ()):
                 visit(m, path + [node])
@@ -281,9 +279,7 @@ def parse_time(v: Any, *, numeric: bool) -> tuple[Any, float]:
     if _is_number(v):
         x = float(v)
         if not x.is_integer():
-            raise ValueError(
-                "a fractional number among dates; give all times as numbers or all as dates/periods"
-            )
+            raise ValueError("a fractional number among dates; give all times as numbers or all as dates/periods")
         v = str(int(x))
     s = str(v).strip()
     if _YEAR.match(s):

@@ -50,9 +50,7 @@ def _print_result(result, out) -> None:  # noqa: ANN001
     prob = result.meta["options"]["prob"]
     print(f"Posterior medians and {prob:.0%} intervals (counts)", file=out)
     print(
-        format_table(
-            iv[["quantity", "region", "time", "median", "lower", "upper"]], ["median", "lower", "upper"]
-        ),
+        format_table(iv[["quantity", "region", "time", "median", "lower", "upper"]], ["median", "lower", "upper"]),
         file=out,
     )
     print("", file=out)
@@ -89,9 +87,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="NUTS implementation (default: nutpie if installed)",
     )
-    p.add_argument(
-        "--robust", action="store_true", help="heavy-tailed claims: one wild claim cannot drag the rest"
-    )
+    p.add_argument("--robust", action="store_true", help="heavy-tailed claims: one wild claim cannot drag the rest")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,9 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconcile the claims in a CSV file (- for standard input) and write the intervals.",
     )
     rec.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
-    rec.add_argument(
-        "-o", "--output", default="-", help="intervals CSV to write (default -: standard output)"
-    )
+    rec.add_argument("-o", "--output", default="-", help="intervals CSV to write (default -: standard output)")
     rec.add_argument("--hierarchy", help="JSON file mapping each aggregate to its members")
     rec.add_argument("--reference", help="a source taken as unbiased")
     rec.add_argument("--sources-out", help="also write the sources table to this CSV")

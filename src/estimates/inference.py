@@ -128,16 +128,8 @@ def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) 
     for v in post.data_vars:
         sd = post[v].std(dim=("chain", "draw")).values
         keep = np.asarray(sd > 1e-12)
-        r = (
-            np.asarray(rhat[v].values)[keep]
-            if keep.ndim
-            else (np.asarray([rhat[v].values]) if keep else np.zeros(0))
-        )
-        e = (
-            np.asarray(ess[v].values)[keep]
-            if keep.ndim
-            else (np.asarray([ess[v].values]) if keep else np.zeros(0))
-        )
+        r = np.asarray(rhat[v].values)[keep] if keep.ndim else (np.asarray([rhat[v].values]) if keep else np.zeros(0))
+        e = np.asarray(ess[v].values)[keep] if keep.ndim else (np.asarray([ess[v].values]) if keep else np.zeros(0))
         if r.size:
             r_hat_max = max(r_hat_max, float(np.nanmax(r)))
             ess_min = min(ess_min, float(np.nanmin(e)))

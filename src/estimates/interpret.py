@@ -233,9 +233,7 @@ def shapes_table(claims: pd.DataFrame, interp: Interpretation) -> pd.DataFrame:
     out = claims.copy()
     rows = [
         shape_of(k, lo, hi, v, cov, interp)
-        for k, lo, hi, v, cov in zip(
-            out["kind"], out["low"], out["high"], out["value"], out["coverage"], strict=True
-        )
+        for k, lo, hi, v, cov in zip(out["kind"], out["low"], out["high"], out["value"], out["coverage"], strict=True)
     ]
     if rows:
         shp, a, b, sd = zip(*rows, strict=True)

@@ -17,24 +17,41 @@ logsumexp of its leaves' log-counts, so aggregates are exactly sums of
 leaves, also when a leaf belongs to several aggregates.
 
 Totals and logits follow Gaussian random walks over the quantity's periods,
-variance proportional to elapsed years, non-centred:
+variance proportional to elapsed years:
 
-- ``T[r, 0] ~ Normal(m_r, root_sd)``, ``m_r`` the median log of the level
-  claims on the root's subtree (weakly informative, on the data's scale);
-- ``T[r, k] = T[r, k-1] + sigma_r sqrt(dt_k) z``, ``sigma_r = sigma_q
-  exp(0.5 eta_r)``, ``sigma_q ~ HalfNormal(walk_scale)``, ``eta_r ~ N(0, 1)``
-  (per-region scales partially pooled around the quantity's scale);
-- ``phi[e, 0] ~ Normal(0, 1)``, ``phi[e, k] = phi[e, k-1] + sigma_share_q
-  sqrt(dt_k) z``, ``sigma_share_q ~ HalfNormal(share_walk_scale)``.
+- each series' level prior sits at its *pivot*, the period with most level
+  claims: ``T[r, pivot] ~ Normal(m_r, root_sd)``, ``m_r`` the median log of
+  the level claims on the root's subtree (weakly informative, on the data's
+  scale; it describes the level as the average source states it, see below);
+- ``T[r, k] - T[r, k-1] ~ Normal(0, sigma_r sqrt(dt_k))``, ``sigma_r =
+  sigma_q exp(0.5 eta_r)``, ``eta_r ~ N(0, 1)`` (per-region scales partially
+  pooled around the quantity's), ``sigma_q ~ LogNormal(log 1.0, 0.6)``;
+- ``phi[e, pivot] ~ Normal(0, 1)``, steps ``~ Normal(0, sigma_share_q
+  sqrt(dt))``, ``sigma_share_q ~ LogNormal(log 0.5, 0.6)``.
+
+A series is centred when data pin every step of it (level claims at both
+ends or a relative claim across it) and non-centred, running outwards from
+the pivot, otherwise. Scales have boundary-avoiding log-normal priors: with a
+handful of sources or periods the data cannot rule out a scale near zero,
+and prior mass there is a funnel for the sampler.
 
 Sources
 -------
-Bias ``delta[s]`` (log scale) ``= tau_q z_s``, ``tau_q ~ HalfNormal(bias_scale)``:
-sources are a sample from a population unbiased on average. With
-``reference=``, that source's bias is 0 and the others' ``= mu_q + tau_q
-z_s``, ``mu_q ~ Normal(0, bias_scale)``. Reliability ``kappa[s] =
-exp(mu_kappa_q + 0.3 w_s)``, ``mu_kappa_q ~ Normal(0, 0.3)``, multiplies the
-stated spread of each of the source's claims.
+Bias ``delta[s]`` (log scale) ``~ Normal(0, tau_q)``, ``tau_q ~
+LogNormal(log 0.3, 0.6)``: sources are a sample from a population unbiased on
+average. With ``reference=``, that source's bias is 0 and the others' ``~
+Normal(mu_q, tau_q)``, ``mu_q ~ Normal(0, 0.5)``. The bias is centred when
+several sources all make tight claims (the data pin it), non-centred
+otherwise. The walk describes the level as the average source states it;
+the consensus level (reported) is that minus the sources' mean bias, which
+removes the level-bias ridge when one source makes every claim.
+
+Reliability ``kappa[s] = exp(softplus(mu_q + 0.5 w_s))``, ``mu_q ~
+Normal(-1.5, 0.5)``, ``w_s ~ N(0, 1)``, multiplies the stated spread of
+each of the source's claims. ``kappa >= 1``: a source may overstate its
+precision but is never trusted beyond it (median about 1.2).
+
+Relative claims carry no bias (a constant factor cancels in a ratio).
 """
 
 from __future__ import annotations
@@ -255,9 +272,7 @@ def describe(
         q_logs = np.log(_level_numbers(level))
         q_centre = float(np.median(q_logs)) if len(q_logs) else PRIORS["no_level_mean"]
         if not len(q_logs):
-            notes.append(
-                f"quantity {q!r} has no level claim (only relative ones): its levels come from the prior"
-            )
+            notes.append(f"quantity {q!r} has no level claim (only relative ones): its levels come from the prior")
 
         subtree_leaves = functools.partial(_subtree_leaves, children)
         subtree = functools.partial(_subtree, children)
@@ -404,11 +419,7 @@ def describe(
         # has a level claim tighter than the typical bias (data pin it)
         srcs = list(dict.fromkeys(cq["source"]))
         tight = [
-            bool(
-                (
-                    (cq["source"] == s) & ~cq["ratio"].astype(bool) & (cq["spread"] < PRIORS["bias_scale"])
-                ).any()
-            )
+            bool(((cq["source"] == s) & ~cq["ratio"].astype(bool) & (cq["spread"] < PRIORS["bias_scale"])).any())
             for s in srcs
         ]
         centred_bias = len(srcs) > 1 and all(tight)
@@ -532,9 +543,7 @@ def _series_planner(cq: pd.DataFrame, labels: list[Any], kq: int):  # noqa: ANN2
     regions = cq["region"].to_numpy(object)
     ratio = cq["ratio"].to_numpy(bool)
     t_k = np.array([pos[t] for t in cq["time_label"]], dtype=np.int64)
-    s_k = np.array(
-        [pos[s] if r else -1 for s, r in zip(cq["since_label"], ratio, strict=True)], dtype=np.int64
-    )
+    s_k = np.array([pos[s] if r else -1 for s, r in zip(cq["since_label"], ratio, strict=True)], dtype=np.int64)
 
     def plan(nodes: set[str]) -> tuple[bool, int]:
         mine = np.array([r in nodes for r in regions], dtype=bool)
@@ -745,9 +754,7 @@ def build(st: Structure):  # noqa: ANN201 - returns pm.Model
         # the model never trusts it beyond what it stated (kappa >= 1). The
         # softplus keeps that smooth and stops perfectly consistent claims
         # from shrinking their own spreads (a funnel otherwise).
-        mu_k = pm.Normal(
-            "reliability_mean", PRIORS["reliability_mean"], PRIORS["reliability_mean_sd"], dims="quantity"
-        )
+        mu_k = pm.Normal("reliability_mean", PRIORS["reliability_mean"], PRIORS["reliability_mean_sd"], dims="quantity")
         wk = pm.Normal("z_reliability", 0.0, 1.0, dims="source")
         log_kappa = pm.Deterministic(
             "log_reliability", pt.softplus(mu_k[q_of_src] + PRIORS["reliability_sd"] * wk), dims="source"

@@ -90,9 +90,7 @@ def summarise_claims(
     out["tension"] = np.nan
     if len(st.claim_row) == 0:
         return out
-    y, s = targets_numpy(
-        st, _draws(idata, "log_count"), _draws(idata, "log_bias"), _draws(idata, "log_reliability")
-    )
+    y, s = targets_numpy(st, _draws(idata, "log_count"), _draws(idata, "log_bias"), _draws(idata, "log_reliability"))
     shape, kind = st.claim_shape, st.claim_kind
     rep = simulate_statement(shape, kind, st.claim_a, st.claim_b, s, y, rng)
     obs = observed_number(shape, kind, st.claim_a, st.claim_b)
