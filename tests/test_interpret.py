@@ -11,7 +11,7 @@ from estimates.errors import OptionError
 from estimates.interpret import Interpretation, roundness_sd, roundness_unit, shape_of
 
 NAN = float("nan")
-I = Interpretation()
+DEFAULTS = Interpretation()
 
 
 @pytest.mark.parametrize(
@@ -34,27 +34,27 @@ def test_roundness_unit(x, unit):
 
 def test_about_spread_follows_roundness_without_large_jumps():
     """Neighbouring numbers differ in spread only as much as their roundness does."""
-    assert roundness_sd(2_000, I) > roundness_sd(1_900, I) >= I.about_floor_sd
-    assert roundness_sd(10_000, I) == pytest.approx(roundness_sd(2_000, I))  # both: half-unit of 25%
+    assert roundness_sd(2_000, DEFAULTS) > roundness_sd(1_900, DEFAULTS) >= DEFAULTS.about_floor_sd
+    assert roundness_sd(10_000, DEFAULTS) == pytest.approx(roundness_sd(2_000, DEFAULTS))  # both: half-unit of 25%
     # 1,999 and 2,001 are precise numbers: the floor applies, no jump beyond roundness
-    assert roundness_sd(1_999, I) == roundness_sd(2_001, I) == I.about_floor_sd
+    assert roundness_sd(1_999, DEFAULTS) == roundness_sd(2_001, DEFAULTS) == DEFAULTS.about_floor_sd
     # all spreads within [floor, a 25% half-unit at about_coverage]
-    top = 0.5 * math.log(1.25 / 0.75) / stats.norm.ppf(0.5 + I.about_coverage / 2)
+    top = 0.5 * math.log(1.25 / 0.75) / stats.norm.ppf(0.5 + DEFAULTS.about_coverage / 2)
     for x in range(100, 20_000, 37):
-        assert I.about_floor_sd <= roundness_sd(x, I) <= top + 1e-12
+        assert DEFAULTS.about_floor_sd <= roundness_sd(x, DEFAULTS) <= top + 1e-12
 
 
 def test_range_is_central_interval_with_stated_coverage():
-    shape, a, b, sd = shape_of("range", 6000, 8000, NAN, 0.9, I)
+    shape, a, b, sd = shape_of("range", 6000, 8000, NAN, 0.9, DEFAULTS)
     assert shape == "normal" and a == b
     lo, hi = stats.norm.ppf([0.05, 0.95], loc=a, scale=sd)
     assert math.exp(lo) == pytest.approx(6000) and math.exp(hi) == pytest.approx(8000)
-    _, _, _, sd95 = shape_of("range", 6000, 8000, NAN, 0.95, I)
+    _, _, _, sd95 = shape_of("range", 6000, 8000, NAN, 0.95, DEFAULTS)
     assert sd95 < sd  # the same range meant with more confidence is a tighter reading
 
 
 def test_range_with_best_value_is_centred_on_it():
-    _, a, _, _ = shape_of("range", 10_000, 20_000, 15_000, 0.9, I)
+    _, a, _, _ = shape_of("range", 10_000, 20_000, 15_000, 0.9, DEFAULTS)
     assert a == pytest.approx(math.log(15_000))
 
 
@@ -72,8 +72,8 @@ def test_bounds(bounds):
 
 
 def test_exact_is_tight_and_about_is_not():
-    assert shape_of("exact", NAN, NAN, 54, 0.9, I)[3] == I.exact_sd
-    assert shape_of("about", NAN, NAN, 54, 0.9, I)[3] == I.about_floor_sd > I.exact_sd
+    assert shape_of("exact", NAN, NAN, 54, 0.9, DEFAULTS)[3] == DEFAULTS.exact_sd
+    assert shape_of("about", NAN, NAN, 54, 0.9, DEFAULTS)[3] == DEFAULTS.about_floor_sd > DEFAULTS.exact_sd
 
 
 def test_unknown_interpretation_option_lists_valid_ones():
@@ -94,7 +94,8 @@ def test_overrides_reach_the_reading():
     interp = Interpretation.from_options({"coverage": 0.5})
     assert interp.coverage == 0.5
     assert (
-        shape_of("range", 6000, 8000, NAN, interp.coverage, interp)[3] > shape_of("range", 6000, 8000, NAN, 0.9, I)[3]
+        shape_of("range", 6000, 8000, NAN, interp.coverage, interp)[3]
+        > shape_of("range", 6000, 8000, NAN, 0.9, DEFAULTS)[3]
     )
 
 

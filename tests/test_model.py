@@ -90,7 +90,7 @@ def test_box_is_a_proper_density_in_the_stated_bound():
     with FAST:
         fn = pytensor.function([yy, aa, sv], pt.exp(log_box(yy, aa, aa + w, sv)))
     for s in (0.05, 0.1, 0.4):
-        total, _ = integrate.quad(lambda a: float(fn(8.0, a, s)), 8.0 - w - 12 * s, 8.0 + 12 * s, limit=200)
+        total, _ = integrate.quad(lambda a, s=s: float(fn(8.0, a, s)), 8.0 - w - 12 * s, 8.0 + 12 * s, limit=200)
         assert total == pytest.approx(1.0, abs=1e-6)
 
 
@@ -200,7 +200,7 @@ def test_aggregates_are_sums_of_leaves_at_any_point():
     lc = _values_fn(model, "log_count")(ip)
     cells = st.cells.assign(count=np.exp(lc))
     checked = 0
-    for (_, t), grp in cells.groupby(["quantity", "time"]):
+    for _, grp in cells.groupby(["quantity", "time"]):
         c = grp.set_index("region")["count"]
         assert c["Both"] == pytest.approx(c["A"] + c["B"], rel=1e-10)
         assert c["All"] == pytest.approx(c["A"] + c["B"] + c["C"], rel=1e-10)

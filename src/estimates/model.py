@@ -208,7 +208,7 @@ def describe(
 
     # First pass: the regions, roots, trees and periods of each quantity.
     per_q = []
-    for qi, q in enumerate(quantities):
+    for q in quantities:
         cq = claims[claims["quantity"] == q]
         claimed = list(dict.fromkeys(cq["region"]))
         regions = list(claimed)
@@ -373,7 +373,7 @@ def describe(
                 walk["scale"].append(sidx)
                 walk["centred"].append(centred)
         # sibling groups
-        for p, kids in children.items():
+        for kids in children.values():
             for k in range(kq):
                 g = [logit_cell[(qi, c, k)] for c in kids]
                 gid = len(groups)
