@@ -231,3 +231,26 @@ def test_reference_source_has_zero_bias_and_others_pool_around_estimated_mean():
 
 def test_priors_table_is_the_one_home_of_prior_settings():
     assert PRIORS["bias_scale"] > 0 and PRIORS["walk_scale"] > 0
+
+
+def test_mixed_quantities_single_period_hierarchy_beside_a_time_series():
+    """A one-period quantity with an aggregate next to a multi-period quantity without one.
+
+    Guards the indexing of walk scales: series that never step must not index
+    scales that do not exist.
+    """
+    rows = [
+        {"region": "A", "value": 100, "quantity": "q1", "time": "2020"},
+        {"region": "A", "value": 150, "quantity": "q1", "time": "2021"},
+        {"region": "Both", "low": 50, "quantity": "q2", "time": "2021"},
+        {"region": "B", "value": 30, "quantity": "q2", "time": "2021"},
+    ]
+    st = _structure(rows, hierarchy=HIER)
+    model = build(st)
+    ip = model.initial_point()
+    with FAST:
+        assert np.isfinite(model.compile_logp()(ip))
+        assert np.all(np.isfinite(model.compile_dlogp()(ip)))
+    lc = _values_fn(model, "log_count")(ip)
+    c = st.cells.assign(n=np.exp(lc)).query("quantity == 'q2'").set_index("region")["n"]
+    assert c["Both"] == pytest.approx(c["A"] + c["B"])

@@ -56,7 +56,6 @@ Relative claims carry no bias (a constant factor cancels in a ratio).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,172 +205,53 @@ def describe(
     src_rows: list[dict[str, Any]] = []
     src_index: dict[tuple[str, str], int] = {}
 
-    # First pass: the regions, roots, trees and periods of each quantity.
-    per_q = []
-    for q in quantities:
-        cq = claims[claims["quantity"] == q]
-        claimed = list(dict.fromkeys(cq["region"]))
-        regions = list(claimed)
-        for r in claimed:
-            for d in hierarchy.descendants(r):
-                if d not in regions:
-                    regions.append(d)
-        rset = set(regions)
-        parent: dict[str, str] = {}
-        for agg in agg_order:
-            if agg not in rset:
-                continue
-            for m in hierarchy.members[agg]:
-                if m in rset and m not in parent:
-                    parent[m] = agg
-        # prune aggregates with no tree children (pure logsumexp nodes)
-        while True:
-            children: dict[str, list[str]] = {}
-            for c, p in parent.items():
-                children.setdefault(p, []).append(c)
-            dead = [c for c in parent if hierarchy.is_aggregate(c) and c not in children]
-            if not dead:
-                break
-            for c in dead:
-                del parent[c]
-        children = {}
-        for c in regions:
-            if c in parent:
-                children.setdefault(parent[c], []).append(c)
-        roots = [r for r in regions if r not in parent and (not hierarchy.is_aggregate(r) or r in children)]
-        leaves = [r for r in regions if not hierarchy.is_aggregate(r)]
-        # Aggregates not claimed but made only of modelled leaves are reported
-        # too (as sums; they take no part in the parametrisation).
-        for agg in agg_order:
-            if agg not in rset and set(hierarchy.leaves(agg)) <= set(leaves):
-                regions.append(agg)
-        # periods
-        times: dict[Any, float] = {}
-        for lab, pos in zip(cq["time_label"], cq["time_pos"], strict=True):
-            times.setdefault(lab, pos)
-        for lab, pos, ratio in zip(cq["since_label"], cq["since_pos"], cq["ratio"], strict=True):
-            if ratio:
-                times.setdefault(lab, pos)
-        periods = sorted(times.items(), key=lambda kv: (kv[1], str(kv[0])))
-        if not periods:
-            periods = [(None, 0.0)]
-        per_q.append((cq, regions, parent, children, roots, leaves, periods))
+    # First pass: the regions, trees and periods of each quantity.
+    plans = [_plan_quantity(claims[claims["quantity"] == q], hierarchy, agg_order) for q in quantities]
 
-    for qi, (cq, regions, parent, children, roots, leaves, periods) in enumerate(per_q):
+    # Second pass: root-total series (all before any logit series).
+    for qi, qp in enumerate(plans):
         q = quantities[qi]
-        labels = [p[0] for p in periods]
-        pos = np.array([p[1] for p in periods], dtype=float)
-        dt = np.diff(pos)
-        dt = np.maximum(dt, 1.0 / 365.2425)  # same-day periods: one day apart
-        kq = len(periods)
-        if kq > 1:
-            share_needed = bool(children)
-        else:
-            share_needed = False
-        level = cq[~cq["ratio"].astype(bool)]
+        level = qp.claims[~qp.claims["ratio"].astype(bool)]
         q_logs = np.log(_level_numbers(level))
-        q_centre = float(np.median(q_logs)) if len(q_logs) else PRIORS["no_level_mean"]
         if not len(q_logs):
             notes.append(f"quantity {q!r} has no level claim (only relative ones): its levels come from the prior")
-
-        subtree_leaves = functools.partial(_subtree_leaves, children)
-        subtree = functools.partial(_subtree, children)
-
-        plan = _series_planner(cq, labels, kq)
-        if kq > 1:
+        if qp.n_periods > 1:
             walk_quantities.append(qi)
-        for r in roots:
+        for r in qp.roots:
             total_series.append((qi, r))
-            if kq > 1:
+            sid = 0  # single-period series never use their scale
+            if qp.n_periods > 1:
                 sid = len(walk_root_quantity)
                 walk_root_quantity.append(len(walk_quantities) - 1)
-            else:
-                sid = 0
-            sub = set(subtree(r))
-            own = level[level["region"].isin(sub)]
-            logs = np.log(_level_numbers(own))
+            sub = set(qp.subtree(r))
+            logs = np.log(_level_numbers(level[level["region"].isin(sub)]))
             if len(logs):
                 m, sd = float(np.median(logs)), PRIORS["root_sd"]
             elif len(q_logs):
-                m, sd = q_centre, PRIORS["root_sd"]
+                m, sd = float(np.median(q_logs)), PRIORS["root_sd"]
             else:
                 m, sd = PRIORS["no_level_mean"], PRIORS["no_level_sd"]
-            centred, pivot = plan(sub)
-            base = len(walk["first"])
-            for k in range(kq):
-                idx = len(walk["first"])
-                total_cell[(qi, r, k)] = idx
-                walk["first"].append(k == 0)
-                walk["prev"].append(idx if k == 0 else idx - 1)
-                walk["pivot"].append(base + pivot)
-                walk["sqrt_dt"].append(0.0 if k == 0 else math.sqrt(dt[k - 1]))
-                walk["mean"].append(m if k == 0 else 0.0)
-                walk["sd"].append(sd if k == 0 else 0.0)
-                walk["scale"].append(sid)
-                walk["centred"].append(centred)
-        # logits are appended after all totals; remember what to add
-        per_q_logits = []
-        for p, kids in children.items():
-            for c in kids:
-                per_q_logits.append((p, c))
-        per_q[qi] = (
-            cq,
-            regions,
-            parent,
-            children,
-            roots,
-            leaves,
-            periods,
-            labels,
-            pos,
-            dt,
-            kq,
-            share_needed,
-            per_q_logits,
-            subtree_leaves,
-            plan,
-            subtree,
-        )
+            centred, pivot = qp.plan(sub)
+            first = _append_series(walk, qp, m, sd, sid, centred, pivot)
+            for k in range(qp.n_periods):
+                total_cell[(qi, r, k)] = first + k
 
     n_total = len(walk["first"])
     n_walk_roots = len(walk_root_quantity)
-    for qi, item in enumerate(per_q):
-        (
-            cq,
-            regions,
-            parent,
-            children,
-            roots,
-            leaves,
-            periods,
-            labels,
-            pos,
-            dt,
-            kq,
-            share_needed,
-            per_q_logits,
-            subtree_leaves,
-            plan,
-            subtree,
-        ) = item
-        if share_needed:
+    # Third pass: share logits, leaves, reported cells and sources.
+    for qi, qp in enumerate(plans):
+        cq, children, kq, labels = qp.claims, qp.children, qp.n_periods, qp.labels
+        sidx = 0
+        if kq > 1 and children:
             share_quantity.append(qi)
-        sidx = n_walk_roots + (len(share_quantity) - 1 if share_needed else 0)
-        for p, c in per_q_logits:
-            logit_series.append((qi, p, c))
-            centred, pivot = plan(set(subtree(c)))
-            base = len(walk["first"])
-            for k in range(kq):
-                idx = len(walk["first"])
-                logit_cell[(qi, c, k)] = idx - n_total
-                walk["first"].append(k == 0)
-                walk["prev"].append(idx if k == 0 else idx - 1)
-                walk["pivot"].append(base + pivot)
-                walk["sqrt_dt"].append(0.0 if k == 0 else math.sqrt(dt[k - 1]))
-                walk["mean"].append(0.0)
-                walk["sd"].append(PRIORS["logit_sd"] if k == 0 else 0.0)
-                walk["scale"].append(sidx)
-                walk["centred"].append(centred)
+            sidx = n_walk_roots + len(share_quantity) - 1
+        for p, kids in children.items():
+            for c in kids:
+                logit_series.append((qi, p, c))
+                centred, pivot = qp.plan(set(qp.subtree(c)))
+                first = _append_series(walk, qp, 0.0, PRIORS["logit_sd"], sidx, centred, pivot)
+                for k in range(kq):
+                    logit_cell[(qi, c, k)] = first + k - n_total
         # sibling groups
         for kids in children.values():
             for k in range(kq):
@@ -382,24 +262,24 @@ def describe(
                     group_of[cidx] = gid
         # leaf cells
         root_of: dict[str, str] = {}
-        for r in roots:
-            for leaf in subtree_leaves(r):
+        for r in qp.roots:
+            for leaf in qp.subtree_leaves(r):
                 root_of[leaf] = r
         leaf_cell_index: dict[tuple[str, int], int] = {}
-        for leaf in leaves:
+        for leaf in qp.leaves:
             r = root_of[leaf]
             path: list[str] = []
             node = leaf
-            while node in parent:
+            while node in qp.parent:
                 path.append(node)
-                node = parent[node]
+                node = qp.parent[node]
             for k in range(kq):
                 leaf_cell_index[(leaf, k)] = len(leaf_cells)
                 leaf_cells.append((qi, leaf, k))
                 leaf_info.append((total_cell[(qi, r, k)], [logit_cell[(qi, c, k)] for c in path]))
         # reported cells
         q = quantities[qi]
-        for region in regions:
+        for region in qp.regions:
             is_agg = hierarchy.is_aggregate(region)
             region_leaves = hierarchy.leaves(region) if is_agg else (region,)
             for k in range(kq):
@@ -409,7 +289,7 @@ def describe(
                         quantity=q,
                         region=region,
                         time=labels[k],
-                        time_pos=float(pos[k]),
+                        time_pos=float(qp.positions[k]),
                         is_aggregate=is_agg,
                         q_idx=qi,
                     )
@@ -514,6 +394,107 @@ def describe(
         reference=reference,
         notes=notes,
     )
+
+
+@dataclass
+class _QuantityPlan:
+    """Regions, tree and periods of one quantity (an intermediate of :func:`describe`)."""
+
+    claims: pd.DataFrame
+    regions: list[str]  # reported regions, in order
+    leaves: list[str]
+    parent: dict[str, str]  # tree parent of each non-root tree node
+    children: dict[str, list[str]]  # tree children of each tree aggregate
+    roots: list[str]
+    labels: list[Any]  # period labels, in time order
+    positions: np.ndarray  # period midpoints, decimal years
+    sqrt_dt: np.ndarray  # sqrt of elapsed years into each period (0 for the first)
+    plan: Any  # nodes -> (centred, pivot), see _series_planner
+
+    @property
+    def n_periods(self) -> int:
+        return len(self.labels)
+
+    def subtree(self, r: str) -> list[str]:
+        return _subtree(self.children, r)
+
+    def subtree_leaves(self, r: str) -> list[str]:
+        return _subtree_leaves(self.children, r)
+
+
+def _plan_quantity(cq: pd.DataFrame, hierarchy: Hierarchy, agg_order: list[str]) -> _QuantityPlan:
+    """Regions, forest and periods of one quantity's claims."""
+    claimed = list(dict.fromkeys(cq["region"]))
+    regions = list(claimed)
+    for r in claimed:
+        for d in hierarchy.descendants(r):
+            if d not in regions:
+                regions.append(d)
+    rset = set(regions)
+    # a region's tree parent is the first aggregate listing it
+    parent: dict[str, str] = {}
+    for agg in agg_order:
+        if agg in rset:
+            for m in hierarchy.members[agg]:
+                if m in rset and m not in parent:
+                    parent[m] = agg
+    # aggregates left with no tree children are pure sums, not tree nodes
+    while True:
+        has_kids = set(parent.values())
+        dead = [c for c in parent if hierarchy.is_aggregate(c) and c not in has_kids]
+        if not dead:
+            break
+        for c in dead:
+            del parent[c]
+    children: dict[str, list[str]] = {}
+    for c in regions:
+        if c in parent:
+            children.setdefault(parent[c], []).append(c)
+    roots = [r for r in regions if r not in parent and (not hierarchy.is_aggregate(r) or r in children)]
+    leaves = [r for r in regions if not hierarchy.is_aggregate(r)]
+    # aggregates not claimed but made only of modelled leaves are reported too
+    for agg in agg_order:
+        if agg not in rset and set(hierarchy.leaves(agg)) <= set(leaves):
+            regions.append(agg)
+    times: dict[Any, float] = {}
+    for lab, pos in zip(cq["time_label"], cq["time_pos"], strict=True):
+        times.setdefault(lab, pos)
+    for lab, pos, ratio in zip(cq["since_label"], cq["since_pos"], cq["ratio"], strict=True):
+        if ratio:
+            times.setdefault(lab, pos)
+    periods = sorted(times.items(), key=lambda kv: (kv[1], str(kv[0]))) or [(None, 0.0)]
+    labels = [p[0] for p in periods]
+    positions = np.array([p[1] for p in periods], dtype=float)
+    dt = np.maximum(np.diff(positions), 1.0 / 365.2425)  # same-day periods: one day apart
+    return _QuantityPlan(
+        claims=cq,
+        regions=regions,
+        leaves=leaves,
+        parent=parent,
+        children=children,
+        roots=roots,
+        labels=labels,
+        positions=positions,
+        sqrt_dt=np.concatenate([[0.0], np.sqrt(dt)]),
+        plan=_series_planner(cq, labels, len(labels)),
+    )
+
+
+def _append_series(
+    walk: dict[str, list[Any]], qp: _QuantityPlan, mean: float, sd: float, scale: int, centred: bool, pivot: int
+) -> int:
+    """Append one walk series (one cell per period); return its first cell's index."""
+    first = len(walk["first"])
+    for k in range(qp.n_periods):
+        walk["first"].append(k == 0)
+        walk["prev"].append(first + max(k - 1, 0))
+        walk["pivot"].append(first + pivot)
+        walk["sqrt_dt"].append(float(qp.sqrt_dt[k]))
+        walk["mean"].append(mean if k == 0 else 0.0)
+        walk["sd"].append(sd if k == 0 else 0.0)
+        walk["scale"].append(scale)
+        walk["centred"].append(centred)
+    return first
 
 
 def _subtree(children: dict[str, list[str]], r: str) -> list[str]:
