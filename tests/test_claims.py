@@ -30,6 +30,7 @@ from estimates.errors import (
     UnknownRegionError,
 )
 from estimates.interpret import Interpretation
+from estimates.phrases import ClaimParseError
 
 HIER = {"Iraq and Syria": ["Iraq", "Syria"]}
 GOOD0 = {"region": "Syria", "low": 6000, "high": 8000, "source": "A"}
@@ -41,7 +42,7 @@ def _rows(bad: dict) -> list[dict]:
     return [GOOD0, {"region": "Iraq", **bad}, GOOD2]
 
 
-MNE, TPE, COV = MissingNumberError, TimeParseError, CoverageError
+MNE, TPE, COV, CPE = MissingNumberError, TimeParseError, CoverageError, ClaimParseError
 # One bad row each: (bad row, exception, column, quoted "column = value", hint fragment).
 BAD = {
     "high_below_low": ({"low": 6000, "high": 5000}, InvalidRangeError, "high", "high = 5000", "swap low"),
@@ -58,7 +59,21 @@ BAD = {
     "low_not_a_number": ({"low": "abc", "high": 8000}, MNE, "low", "low = 'abc'", "plain numbers"),
     "infinite_value": ({"value": math.inf}, MNE, "value", "value = inf", "positive number"),
     "no_number_at_all": ({"source": "C"}, MNE, "value", "value = nan", "give low and high"),
-    "text_claim_only": ({"claim": "about 7,000"}, MNE, "claim", "claim = 'about 7,000'", "not available yet"),
+    "text_without_number": ({"claim": "no number here"}, CPE, "claim", "claim = 'no number here'", "write the number"),
+    "text_disagrees_with_numbers": (
+        {"claim": "about 5,000", "low": 3000, "high": 8000},
+        CPE,
+        "claim",
+        "claim = 'about 5,000'",
+        "make the text and the numbers agree",
+    ),
+    "relative_text_without_since": (
+        {"claim": "more than doubled"},
+        CPE,
+        "claim",
+        "claim = 'more than doubled'",
+        "since",
+    ),
     "unknown_kind": ({"value": 7, "kind": "roughly"}, UnknownKindError, "kind", "kind = 'roughly'", "one of"),
     "since_equals_time": (
         {"value": 2, "time": "2022", "since": "2022"},
@@ -147,16 +162,23 @@ def test_empty_input_is_an_empty_claims_error(claims):
         normalise(claims)
 
 
-def test_text_claim_column_without_numeric_columns():
-    """A text-only table says that parsing text is not available yet."""
-    with pytest.raises(MissingNumberError, match="not available yet"):
-        normalise([{"region": "Iraq", "claim": "between 6,000 and 8,000"}])
+def test_text_claim_column_without_numeric_columns_is_parsed():
+    """A text-only table is read by the phrase parser; the reading shows in the table."""
+    cs = normalise([{"region": "Iraq", "claim": "between 6,000 and 8,000 fighters"}])
+    row = cs.table.iloc[0]
+    assert (row["kind"], row["low"], row["high"]) == ("range", 6000.0, 8000.0)
+    assert (row["hedge"], row["unit"], row["status"]) == ("between", "fighters", "used")
+
+
+def test_text_and_agreeing_numbers_are_accepted():
+    cs = normalise([{"region": "Iraq", "claim": "more than 4,000", "low": 4000}])
+    assert cs.used.loc[0, "kind"] == "at_least"
 
 
 @pytest.mark.parametrize(
     "claims, match",
     [
-        ([{"region": "Iraq", "source": "A"}], "none of the columns 'low', 'high', 'value'"),
+        ([{"region": "Iraq", "source": "A"}], "none of the columns 'claim', 'low', 'high', 'value'"),
         ([{"low": 1, "high": 2}], "no 'region' column"),
         ("/nonexistent/claims.csv", "does not exist"),
         (42, "not int"),

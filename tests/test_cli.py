@@ -14,6 +14,10 @@ import pytest
 from estimates import cli
 
 CSV = "region,low,high,value,source\nSyria,6000,8000,,UN\nSyria,8000,16000,,US\nIraq,,,3000,UN\n"
+# the same claims as people write them
+CSV_TEXT = (
+    'region,claim,source\nSyria,"between 6,000 and 8,000",UN\nSyria,"8,000 to 16,000",US\nIraq,"about 3,000",UN\n'
+)
 FAST = ["--draws", "300", "--tune", "300", "--chains", "2", "--seed", "5"]
 
 
@@ -57,7 +61,8 @@ def test_reconcile_file_to_file_with_hierarchy(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_reconcile_stdin_to_stdout(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.StringIO(CSV))
+    """Text claims piped in: the phrase parser reads them, intervals come out."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(CSV_TEXT))
     with _no_convergence_noise():
         code = cli.main(["reconcile", "-", "-o", "-", *FAST])
     assert code == 0
@@ -71,7 +76,7 @@ def test_reconcile_stdin_to_stdout(monkeypatch, capsys):
     [
         ("region,low,high\nSyria,8000,6000\n", "claim 0"),
         ("region,low,high\nSyria,-5,6000\n", "must be positive"),
-        ("region,claim\nSyria,more than 7000\n", "text"),
+        ("region,claim\nSyria,lots of fighters\n", "holds no number"),
         ("region,low,kind\nSyria,7000,guess\n", "not a known kind"),
     ],
 )
@@ -130,3 +135,19 @@ class _no_convergence_noise:
 
     def __exit__(self, *exc):
         return self._cm.__exit__(*exc)
+
+
+def test_parse_prints_the_interpretation(capsys):
+    assert cli.main(["parse", "more than 7,000 fighters"]) == 0
+    out = capsys.readouterr().out
+    assert "kind:    at_least" in out and "low:     7,000" in out and "unit:    fighters" in out
+
+
+def test_parse_json_and_errors(capsys):
+    assert cli.main(["parse", "--json", "more", "than", "doubled"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["kind"] == "at_least" and got["low"] == 2.0 and got["ratio"] is True and got["high"] is None
+    assert cli.main(["parse", "1.082"]) == 2
+    assert "decimal" in capsys.readouterr().err
+    assert cli.main(["parse", "--decimal", ",", "1.082"]) == 0
+    assert "1,082" in capsys.readouterr().out

@@ -28,11 +28,13 @@ from .errors import (  # noqa: E402
     UnknownRegionError,
 )
 from .interpret import DEFAULT_PROB, Interpretation  # noqa: E402
+from .phrases import ClaimParseError, parse_claim  # noqa: E402
 from .results import Reconciliation  # noqa: E402
 
 __all__ = [
     "DEFAULT_PROB",
     "ClaimError",
+    "ClaimParseError",
     "ConvergenceWarning",
     "CoverageError",
     "EmptyClaimsError",
@@ -51,5 +53,6 @@ __all__ = [
     "__version__",
     "example_hierarchy",
     "load_example",
+    "parse_claim",
     "reconcile",
 ]

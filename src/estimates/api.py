@@ -62,6 +62,7 @@ def reconcile(
     chains: int = 4,
     target_accept: float = 0.95,
     sampler: str = "auto",
+    decimal: str | None = None,
 ) -> Reconciliation:
     """Reconcile conflicting claims into posterior intervals per region and time.
 
@@ -94,6 +95,8 @@ def reconcile(
         NUTS target acceptance rate.
     sampler : {"auto", "nutpie", "pymc"}
         ``auto`` uses nutpie when installed, PyMC's NUTS otherwise.
+    decimal : {None, ".", ","}
+        Decimal mark of numbers in ``claim`` texts (see :func:`estimates.parse_claim`).
 
     Returns
     -------
@@ -125,7 +128,7 @@ def reconcile(
     hier = Hierarchy.from_mapping(hierarchy)
 
     table_in = read_claims(claims)
-    cs = normalise(table_in, hierarchy=hier, interpretation=interp, errors=errors)
+    cs = normalise(table_in, hierarchy=hier, interpretation=interp, errors=errors, decimal=decimal)
     shaped = shapes_table(cs.used, interp)
     st = describe(
         shaped,
@@ -152,6 +155,7 @@ def reconcile(
             "prob": prob,
             "random_seed": random_seed,
             "errors": errors,
+            "decimal": decimal,
             "robust": robust,
             "interpretation": interp.__dict__,
             "draws": draws,

@@ -36,6 +36,7 @@ from .errors import (
     UnknownRegionError,
 )
 from .interpret import KINDS, Interpretation
+from .phrases import ClaimParseError, parse_claim
 
 #: Columns of the claims table that the library reads (DESIGN section 3).
 COLUMNS = (
@@ -96,16 +97,11 @@ def read_claims(claims: ClaimsLike) -> pd.DataFrame:
             f"the claims table has no 'region' column (columns: {', '.join(map(str, df.columns))}); "
             "every claim needs the region it is about"
         )
-    numeric = [c for c in ("low", "high", "value") if c in df.columns]
+    numeric = [c for c in ("low", "high", "value", "claim") if c in df.columns]
     if not numeric:
-        if "claim" in df.columns:
-            raise MissingNumberError(
-                "the claims table has a text 'claim' column but no 'low', 'high' or 'value' column; "
-                "reading statements from text is not available yet, so give the numbers in "
-                "'low'/'high'/'value'"
-            )
         raise MissingNumberError(
-            "the claims table has none of the columns 'low', 'high', 'value'; give the claimed numbers there"
+            "the claims table has none of the columns 'claim', 'low', 'high', 'value'; "
+            "give each statement as text in 'claim' or its numbers in 'low'/'high'/'value'"
         )
     return df
 
@@ -399,13 +395,48 @@ def _resolve_region(name: Any, i: int, hierarchy: Hierarchy, ctx: str) -> str:
     return region
 
 
+def _read_text(rec: Mapping[str, Any], i: int, ctx: str, decimal: str | None) -> dict[str, Any] | None:
+    """The parsed ``claim`` text of a row, or None when the row has none."""
+    text = rec.get("claim")
+    if is_missing(text):
+        return None
+    try:
+        return parse_claim(str(text), decimal=decimal)
+    except ClaimParseError as exc:
+        raise ClaimParseError(
+            f"cannot be read: {exc.reason}",
+            row=i,
+            column="claim",
+            value=text,
+            hint=exc.hint or "rephrase it, or give the numbers in low/high/value",
+            context=ctx,
+        ) from None
+
+
 def _interpret_row(
-    rec: Mapping[str, Any], i: int, interp: Interpretation, ctx: str
-) -> tuple[str, float, float, float, float]:
-    """Kind and numbers of one row: ``(kind, low, high, value, coverage)``."""
+    rec: Mapping[str, Any], i: int, interp: Interpretation, ctx: str, decimal: str | None = None
+) -> tuple[str, float, float, float, float, dict[str, Any] | None]:
+    """Kind and numbers of one row: ``(kind, low, high, value, coverage, parsed text)``."""
     low = _number(rec, "low", i, ctx)
     high = _number(rec, "high", i, ctx)
     value = _number(rec, "value", i, ctx)
+    parsed = _read_text(rec, i, ctx, decimal)
+    if parsed is not None:
+        if parsed["ratio"] and is_missing(rec.get("since")):
+            raise ClaimParseError(
+                f"is a relative claim ({parsed['hedge']!r}) but 'since' is empty",
+                row=i,
+                column="claim",
+                value=rec.get("claim"),
+                hint="give the earlier time the change is measured from in 'since'",
+                context=ctx,
+            )
+        if low != low and high != high and value != value:
+            low, high, value = parsed["low"], parsed["high"], parsed["value"]
+            if is_missing(rec.get("kind")):
+                rec = {**rec, "kind": parsed["kind"]}
+        else:
+            _check_agreement(rec, parsed, (low, high, value), i, ctx)
     for col, x in (("low", low), ("high", high), ("value", value)):
         if x == x and x <= 0:
             raise NonPositiveCountError(
@@ -441,15 +472,6 @@ def _interpret_row(
         elif has_v:
             kind = "about"
         else:
-            if "claim" in rec and not is_missing(rec.get("claim")):
-                raise MissingNumberError(
-                    "has only a text statement",
-                    row=i,
-                    column="claim",
-                    value=rec.get("claim"),
-                    hint="reading statements from text is not available yet; give the numbers in low/high/value",
-                    context=ctx,
-                )
             raise MissingNumberError(
                 "low, high and value are all empty",
                 row=i,
@@ -552,7 +574,32 @@ def _interpret_row(
                 hint="coverage is the probability the range was meant to hold, e.g. 0.95 for a 95% interval",
                 context=ctx,
             )
-    return kind, low, high, value, coverage
+    return kind, low, high, value, coverage, parsed
+
+
+def _check_agreement(
+    rec: Mapping[str, Any], parsed: dict[str, Any], numbers: tuple[float, float, float], i: int, ctx: str
+) -> None:
+    """A row with both text and numbers: they must say the same."""
+    said = (parsed["low"], parsed["high"], parsed["value"])
+    same = all(
+        (a != a and b != b) or (a == a and b == b and math.isclose(a, b, rel_tol=1e-9))
+        for a, b in zip(said, numbers, strict=True)
+    )
+    kind = rec.get("kind")
+    if same and (is_missing(kind) or str(kind).strip().lower() == parsed["kind"]):
+        return
+    fmt = ", ".join(f"{c}={x:,g}" for c, x in zip(("low", "high", "value"), numbers, strict=True) if x == x)
+    reading = ", ".join(f"{c}={x:,g}" for c, x in zip(("low", "high", "value"), said, strict=True) if x == x)
+    raise ClaimParseError(
+        f"reads as {parsed['kind']} ({reading}) but the row's numbers say {fmt or 'nothing'}"
+        + ("" if is_missing(kind) else f" with kind {kind!r}"),
+        row=i,
+        column="claim",
+        value=rec.get("claim"),
+        hint="make the text and the numbers agree, or leave low/high/value empty to use the text",
+        context=ctx,
+    )
 
 
 def normalise(
@@ -561,6 +608,7 @@ def normalise(
     hierarchy: Mapping[str, Iterable[str]] | Hierarchy | None = None,
     interpretation: Interpretation | None = None,
     errors: str = "raise",
+    decimal: str | None = None,
 ) -> ClaimSet:
     """Validate and normalise a claims table.
 
@@ -575,6 +623,9 @@ def normalise(
     errors : {"raise", "skip"}
         ``"raise"`` stops at the first bad row; ``"skip"`` keeps going and marks
         the row ``rejected: <reason>``.
+    decimal : {None, ".", ","}
+        Decimal mark of numbers written in the ``claim`` text (see
+        :func:`estimates.parse_claim`).
 
     Returns
     -------
@@ -606,6 +657,8 @@ def normalise(
     covs = [math.nan] * n
     quantities: list[str] = [DEFAULT_QUANTITY] * n
     sources: list[str] = [DEFAULT_SOURCE] * n
+    hedges: list[Any] = [None] * n
+    units: list[Any] = [None] * n
     used_rows: list[dict[str, Any]] = []
 
     for i, rec in enumerate(records):
@@ -616,7 +669,9 @@ def normalise(
         sources[i] = DEFAULT_SOURCE if is_missing(s) else str(s).strip()
         try:
             region = _resolve_region(rec.get("region"), i, hier, ctx)
-            kind, low, high, value, coverage = _interpret_row(rec, i, interp, ctx)
+            kind, low, high, value, coverage, parsed = _interpret_row(rec, i, interp, ctx, decimal)
+            if parsed is not None:
+                hedges[i], units[i] = parsed["hedge"], parsed["unit"]
             kinds[i], lows[i], highs[i], values[i], covs[i] = kind, low, high, value, coverage
             tl, tp = None, math.nan
             sl, sp = None, math.nan
@@ -715,7 +770,16 @@ def normalise(
     table["low"] = np.asarray(lows, dtype=float)
     table["high"] = np.asarray(highs, dtype=float)
     table["value"] = np.asarray(values, dtype=float)
+    # rejected rows keep the numbers they came with (their status says what is wrong)
+    for col in ("low", "high", "value"):
+        if col in df.columns:
+            original = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+            rejected = np.array([st != "used" for st in status])
+            table[col] = np.where(rejected, original, table[col].to_numpy(dtype=float))
     table["coverage"] = np.where(table["kind"] == "range", np.asarray(covs, dtype=float), np.nan)
+    if "claim" in table.columns:
+        table["hedge"] = pd.Series(hedges, dtype=object)
+        table["unit"] = pd.Series(units, dtype=object)
     table["status"] = pd.Series(status, dtype=object)
 
     if not used_rows:

@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--example", default="isis-2022", help="embedded example (default isis-2022)")
     _sampling_args(demo)
 
+    par = sub.add_parser(
+        "parse",
+        help='show how a statement is read, e.g. estimates parse "more than 7,000"',
+        description="Read a statement as a claim and print its interpretation.",
+    )
+    par.add_argument("text", nargs="+", help="the statement (quote it, or pass its words)")
+    par.add_argument("--decimal", choices=(".", ","), help="decimal mark, for numbers such as 1.082")
+    par.add_argument("--json", action="store_true", help="print the interpretation as JSON")
+
     rec = sub.add_parser(
         "reconcile",
         help="reconcile a claims CSV and write the intervals as CSV",
@@ -120,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--reference", help="a source taken as unbiased")
     rec.add_argument("--sources-out", help="also write the sources table to this CSV")
     rec.add_argument("--claims-out", help="also write the claims table (with status and tension) to this CSV")
+    rec.add_argument("--decimal", choices=(".", ","), help="decimal mark of numbers in 'claim' texts")
     rec.add_argument(
         "--errors",
         choices=("raise", "skip"),
@@ -179,7 +189,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = old
 
 
+def _print_parse(args: argparse.Namespace) -> int:
+    from .phrases import parse_claim
+
+    text = " ".join(args.text)
+    c = parse_claim(text, decimal=args.decimal)
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in c.items()}))
+        return 0
+    a, b = c["span"]
+    rows = [
+        ("text", text),
+        ("matched", text[a:b]),
+        ("kind", c["kind"] + (" (relative: N(time) / N(since))" if c["ratio"] else "")),
+        ("low", _fmt_number(c["low"])),
+        ("high", _fmt_number(c["high"])),
+        ("value", _fmt_number(c["value"])),
+        ("hedge", c["hedge"] or ""),
+        ("unit", c["unit"] or ""),
+    ]
+    for k, v in rows:
+        if v != "":
+            print(f"{k + ':':9}{v}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "parse":
+        return _print_parse(args)
     import estimates as est
 
     kw = dict(
@@ -207,7 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"hierarchy file {args.hierarchy!r} does not exist")
         hierarchy = json.loads(path.read_text(encoding="utf-8"))
-    result = est.reconcile(claims, hierarchy=hierarchy, reference=args.reference, errors=args.errors, **kw)
+    result = est.reconcile(
+        claims, hierarchy=hierarchy, reference=args.reference, errors=args.errors, decimal=args.decimal, **kw
+    )
     _write_csv(result.intervals, args.output)
     if args.sources_out:
         _write_csv(result.sources, args.sources_out)

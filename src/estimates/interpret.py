@@ -58,14 +58,127 @@ KINDS = ("range", "at_least", "at_most", "about", "exact")
 #: The shapes a claim can take on the log scale.
 SHAPES = ("normal", "box", "lower", "upper")
 
-#: Typical phrases for each kind (documentation; the phrase parser extends it).
-PHRASES: dict[str, tuple[str, ...]] = {
-    "range": ("between A and B", "A to B", "A-B", "in the range of A to B"),
-    "at_least": ("more than X", "over X", "at least X", "upwards of X"),
-    "at_most": ("up to X", "fewer than X", "as many as X", "at most X"),
-    "about": ("about X", "around X", "some X", "X or so", "roughly X", "nearly X"),
-    "exact": ("X (a count)",),
+#: Hedge words and the kind they give the number that follows (or, for the
+#: ``*_after`` entries, precedes) them. The phrase parser reads this table; the
+#: docs print it. Longer phrases win over their prefixes.
+HEDGES: dict[str, tuple[str, ...]] = {
+    "at_least": (
+        "more than",
+        "over",
+        "at least",
+        "not less than",
+        "no less than",
+        "no fewer than",
+        "not fewer than",
+        "upwards of",
+        "upward of",
+        "in excess of",
+        "greater than",
+        "above",
+        "exceeding",
+        "well over",
+        "just over",
+        "more then",
+        "a minimum of",
+    ),
+    "at_most": (
+        "up to",
+        "fewer than",
+        "less than",
+        "at most",
+        "as many as",
+        "no more than",
+        "not more than",
+        "under",
+        "below",
+        "a maximum of",
+        "as much as",
+        "just under",
+        "not exceeding",
+    ),
+    "about": (
+        "about",
+        "around",
+        "roughly",
+        "approximately",
+        "approx.",
+        "approx",
+        "some",
+        "an estimated",
+        "estimated",
+        "close to",
+        "nearly",
+        "almost",
+        "approaching",
+        "circa",
+        "c.",
+        "~",
+        "±",
+        "an approximate",
+        "somewhere around",
+        "in the region of",
+        "on the order of",
+        "something like",
+        "perhaps",
+    ),
+    "at_least_after": ("+", "or more", "and more", "and above", "plus", "or over"),
+    "at_most_after": ("or fewer", "or less", "and below", "or under"),
+    "about_after": ("or so", "odd", "or thereabouts", "plus or minus", "give or take", "+/-", "±"),
 }
+
+#: Vague quantities: multipliers of the scale word that follows them
+#: ("several hundred" -> 300 to 900), read as a range with the default
+#: coverage. Plurals alone ("hundreds") use the ``plural`` reading.
+VAGUE: dict[str, tuple[float, float]] = {
+    "a couple of": (2, 3),
+    "a couple": (2, 3),
+    "a few": (2, 5),
+    "several": (3, 9),
+    "plural": (2, 9),  # "hundreds" = 200-900, "tens of thousands" = 20,000-90,000
+    "dozens": (24, 96),
+}
+
+#: Points given by words ("a dozen" is about 12).
+WORD_POINTS: dict[str, float] = {"a dozen": 12, "half a dozen": 6, "a score": 20, "a handful": 5}
+
+#: Relative claims in words: the ratio N(time) / N(since) they state.
+RATIO_WORDS: dict[str, float] = {
+    "doubled": 2.0,
+    "tripled": 3.0,
+    "trebled": 3.0,
+    "quadrupled": 4.0,
+    "halved": 0.5,
+}
+
+#: Fractions in words, for "fell by a third" (ratio 2/3) and the like.
+FRACTIONS: dict[str, float] = {
+    "a half": 0.5,
+    "half": 0.5,
+    "a third": 1 / 3,
+    "one third": 1 / 3,
+    "two thirds": 2 / 3,
+    "a quarter": 0.25,
+    "one quarter": 0.25,
+    "three quarters": 0.75,
+}
+
+
+def bare_number_kind(x: float) -> str:
+    """Kind of a number stated without a hedge.
+
+    A number below 20 or not a multiple of ten reads as a count ("54
+    attacks": ``exact``); a multiple of ten reads as rounded ("7,000
+    fighters": ``about``).
+
+    >>> bare_number_kind(54), bare_number_kind(7000), bare_number_kind(1082)
+    ('exact', 'about', 'exact')
+    """
+    if x < 20:
+        return "exact"
+    r = round(x)
+    if abs(x - r) > 1e-9:
+        return "exact"
+    return "about" if r % 10 == 0 else "exact"
 
 
 @dataclass(frozen=True)
@@ -294,3 +407,46 @@ def observed_number(shape: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.nd
     out = np.where(shape == "lower", a, out)
     out = np.where(shape == "upper", b, out)
     return out
+
+
+def hedge_table() -> pd.DataFrame:
+    """The hedge words and what each reads as, one row per phrase (for docs and users).
+
+    Built from :data:`HEDGES`, :data:`VAGUE`, :data:`WORD_POINTS`,
+    :data:`RATIO_WORDS` and :data:`FRACTIONS`: the parser and the model use
+    those same tables, so this never drifts from what the code does.
+
+    Examples
+    --------
+    >>> t = hedge_table()
+    >>> t.loc[t["phrase"] == "more than X", "kind"].item()
+    'at_least'
+    """
+    d = Interpretation()
+    reading = {
+        "at_least": f"truth most likely in [X, {d.bound_factor:g}X] (bound_factor; bounds='censored': >= X)",
+        "at_most": f"truth most likely in [X/{d.bound_factor:g}, X] (bound_factor; bounds='censored': <= X)",
+        "about": f"normal at X, spread from X's roundness, at least {d.about_floor_sd:g} on the log scale",
+    }
+    rows = []
+    for kind in ("at_least", "at_most", "about"):
+        for h in HEDGES[kind]:
+            rows.append((f"{h} X", kind, reading[kind]))
+        for h in HEDGES[f"{kind}_after"]:
+            rows.append((f"X {h}" if h not in ("+",) else f"X{h}", kind, reading[kind]))
+    for word, (lo, hi) in VAGUE.items():
+        if word == "plural":
+            rows.append(("hundreds / thousands / tens of thousands", "range", f"{lo:g} to {hi:g} of the unit"))
+        elif word == "dozens":
+            rows.append(("dozens", "range", f"{lo:g} to {hi:g}"))
+        else:
+            rows.append((f"{word} hundred / thousand", "range", f"{lo:g} to {hi:g} of the unit"))
+    for word, v in WORD_POINTS.items():
+        rows.append((word, "about", f"{v:g}"))
+    for word, v in RATIO_WORDS.items():
+        rows.append((word, "about (relative)", f"ratio {v:g}"))
+    for word, v in FRACTIONS.items():
+        rows.append((f"fell by {word}", "about (relative)", f"ratio {1 - v:.3g}"))
+    rows.append(("increase of X% / up X% / a X% rise", "relative", "ratio 1 + X/100; kind as a bare number"))
+    rows.append(("X (no hedge)", "exact or about", "exact below 20 or when not a multiple of ten; else about"))
+    return pd.DataFrame(rows, columns=["phrase", "kind", "reading"])
