@@ -126,10 +126,9 @@ def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) 
         rhat = az.rhat(post)
         ess = az.ess(post, method="bulk")
     for v in post.data_vars:
-        sd = post[v].std(dim=("chain", "draw")).values
-        keep = np.asarray(sd > 1e-12)
-        r = np.asarray(rhat[v].values)[keep] if keep.ndim else (np.asarray([rhat[v].values]) if keep else np.zeros(0))
-        e = np.asarray(ess[v].values)[keep] if keep.ndim else (np.asarray([ess[v].values]) if keep else np.zeros(0))
+        keep = np.atleast_1d(post[v].std(dim=("chain", "draw")).values > 1e-12)
+        r = np.atleast_1d(rhat[v].values)[keep]
+        e = np.atleast_1d(ess[v].values)[keep]
         if r.size:
             r_hat_max = max(r_hat_max, float(np.nanmax(r)))
             ess_min = min(ess_min, float(np.nanmin(e)))

@@ -1,0 +1,83 @@
+"""Diagnostics, warnings, seeds and options on fake posteriors (no MCMC)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from estimates._deps import quiet_import
+from estimates.errors import ConvergenceWarning, OptionError
+from estimates.inference import ESS_MIN, RHAT_MAX, SamplerOptions, diagnostics, seeds, warn_if_unconverged
+
+az = quiet_import("arviz")
+
+
+def _idata(mixed: bool, n_div: int, rng: np.random.Generator):
+    chains, draws = 4, 500
+    good = rng.normal(size=(chains, draws, 3))
+    if mixed:
+        # chains centred in different places: R-hat far above 1.01
+        good = good + np.arange(chains)[:, None, None] * 2.0
+    const = np.zeros((chains, draws, 2))  # e.g. a reference source's fixed bias
+    diverging = np.zeros((chains, draws), dtype=bool)
+    diverging.flat[:n_div] = True
+    return az.from_dict(
+        posterior={"log_count": good, "log_bias": const},
+        sample_stats={"diverging": diverging},
+    )
+
+
+def test_diagnostics_of_a_good_posterior():
+    d = diagnostics(_idata(False, 0, np.random.default_rng(0)), ["log_count", "log_bias", "absent"], "pymc", 1.5)
+    assert d["r_hat_max"] < RHAT_MAX
+    assert d["ess_bulk_min"] > ESS_MIN  # 2,000 independent draws
+    assert d["divergences"] == 0 and d["converged"] is True
+    assert (d["sampler"], d["seconds"]) == ("pymc", 1.5)
+
+
+def test_constant_variables_are_left_out_and_divergences_counted():
+    d = diagnostics(_idata(False, 7, np.random.default_rng(1)), ["log_count", "log_bias"], "nutpie", 1.0)
+    assert np.isfinite(d["r_hat_max"])  # the constant log_bias (R-hat NaN) did not poison it
+    assert d["divergences"] == 7
+    assert d["converged"] is False
+
+
+def test_unmixed_chains_fail_and_warn_with_hints():
+    d = diagnostics(_idata(True, 3, np.random.default_rng(2)), ["log_count"], "pymc", 1.0)
+    assert d["r_hat_max"] > 1.1 and not d["converged"]
+    with pytest.warns(ConvergenceWarning) as rec:
+        warn_if_unconverged(d, SamplerOptions(draws=500, tune=500))
+    msg = str(rec[0].message)
+    assert "3 divergent transitions" in msg and "target_accept" in msg
+    assert "R-hat" in msg and "tune=1000" in msg
+
+
+def test_no_warning_when_converged():
+    d = {"r_hat_max": 1.001, "ess_bulk_min": 900.0, "divergences": 0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_unconverged(d, SamplerOptions())
+
+
+def test_low_ess_hint_names_more_draws():
+    d = {"r_hat_max": 1.001, "ess_bulk_min": 100.0, "divergences": 0}
+    with pytest.warns(ConvergenceWarning, match=r"bulk ESS 100 < 400.*draws=4001"):
+        warn_if_unconverged(d, SamplerOptions(draws=1000))
+
+
+def test_one_seed_gives_reproducible_and_distinct_streams():
+    s1, g1 = seeds(0)
+    s2, g2 = seeds(0)
+    s3, _ = seeds(1)
+    assert s1 == s2 and s1 != s3
+    np.testing.assert_array_equal(g1.random(5), g2.random(5))
+
+
+@pytest.mark.parametrize(
+    "kw", [{"draws": 0}, {"tune": -1}, {"chains": 1.5}, {"target_accept": 1.0}, {"sampler": "stan"}, {"draws": True}]
+)
+def test_bad_sampler_options_raise(kw):
+    with pytest.raises(OptionError):
+        SamplerOptions(**kw)
