@@ -114,7 +114,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [dest]
 
 
-def test_console_script_is_installed():
+def test_module_entry_point_prints_version():
     proc = subprocess.run(
         [sys.executable, "-m", "estimates.cli", "--version"], capture_output=True, text=True, check=False
     )

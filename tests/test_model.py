@@ -14,7 +14,7 @@ from scipy import integrate, special, stats
 
 from estimates.claims import normalise
 from estimates.interpret import Interpretation, shapes_table
-from estimates.model import PRIORS, build, claim_loglik, describe, log_box, log_ndtr
+from estimates.model import build, claim_loglik, describe, log_box, log_ndtr
 
 FAST = pytensor.config.change_flags(mode="FAST_COMPILE")
 
@@ -227,10 +227,6 @@ def test_reference_source_has_zero_bias_and_others_pool_around_estimated_mean():
     lb = _values_fn(model, "log_bias")(model.initial_point())
     ref = st.sources["source"].to_numpy() == "s2"
     assert np.all(lb[ref] == 0.0)
-
-
-def test_priors_table_is_the_one_home_of_prior_settings():
-    assert PRIORS["bias_scale"] > 0 and PRIORS["walk_scale"] > 0
 
 
 def test_mixed_quantities_single_period_hierarchy_beside_a_time_series():

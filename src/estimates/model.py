@@ -65,6 +65,7 @@ import pandas as pd
 
 from ._deps import quiet_import
 from .claims import Hierarchy
+from .interpret import observed_number
 
 #: Fixed prior settings (documented in the module docstring and docs).
 PRIORS = {
@@ -189,8 +190,6 @@ def describe(
     walk: dict[str, list[Any]] = {
         k: [] for k in ("first", "prev", "pivot", "sqrt_dt", "mean", "sd", "scale", "centred")
     }
-    total_series: list[tuple[int, str]] = []  # (q_idx, root)
-    logit_series: list[tuple[int, str, str]] = []  # (q_idx, parent, child)
     total_cell: dict[tuple[int, str, int], int] = {}
     logit_cell: dict[tuple[int, str, int], int] = {}  # (q, child, k)
     leaf_cells: list[tuple[int, str, int]] = []
@@ -218,7 +217,6 @@ def describe(
         if qp.n_periods > 1:
             walk_quantities.append(qi)
         for r in qp.roots:
-            total_series.append((qi, r))
             sid = 0  # single-period series never use their scale
             if qp.n_periods > 1:
                 sid = len(walk_root_quantity)
@@ -245,9 +243,8 @@ def describe(
         if kq > 1 and children:
             share_quantity.append(qi)
             sidx = n_walk_roots + len(share_quantity) - 1
-        for p, kids in children.items():
+        for kids in children.values():
             for c in kids:
-                logit_series.append((qi, p, c))
                 centred, pivot = qp.plan(set(qp.subtree(c)))
                 first = _append_series(walk, qp, 0.0, PRIORS["logit_sd"], sidx, centred, pivot)
                 for k in range(kq):
@@ -774,7 +771,7 @@ def claim_loglik(st: Structure, y, s):  # noqa: ANN001, ANN201
     if len(sel):
         ll = pt.set_subtensor(ll[sel], log_ndtr((b[sel] - y[sel]) / s[sel]))
     if st.robust:
-        obs = np.where(shape == "upper", b, np.where((shape == "box") & (st.claim_kind == "at_most"), b, a))
+        obs = observed_number(shape, st.claim_kind, a, b)
         r = (obs - y) / st.robust_sd
         wild = -0.5 * r * r - math.log(st.robust_sd) - 0.5 * math.log(2 * math.pi)
         ll = pt.logaddexp(math.log1p(-st.robust_weight) + ll, math.log(st.robust_weight) + wild)
