@@ -151,3 +151,18 @@ def test_parse_json_and_errors(capsys):
     assert "decimal" in capsys.readouterr().err
     assert cli.main(["parse", "--decimal", ",", "1.082"]) == 0
     assert "1,082" in capsys.readouterr().out
+
+
+def test_cache_command_shows_and_clears_the_on_disk_cache(tmp_path, capsys, monkeypatch):
+    """``estimates cache`` names PyTensor's compile folder; ``--clear`` deletes it (a private one here)."""
+    from estimates import inference
+
+    where = tmp_path / "compiledir"
+    (where / "sub").mkdir(parents=True)
+    (where / "sub" / "mod.so").write_bytes(b"x" * 2_000_000)
+    monkeypatch.setattr(inference, "cache_info", lambda: {"compiledir": str(where), "models_in_process": 0})
+    assert cli.main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(where) in out and "2 MB" in out
+    assert cli.main(["cache", "--clear"]) == 0
+    assert not where.exists()

@@ -57,7 +57,12 @@ def test_example_samples_without_divergences_at_defaults(example_fit):
     d = example_fit.diagnostics
     assert d["divergences"] == 0, d
     assert d["converged"], d
-    assert set(d) == {"r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"}
+    contract = {"r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"}
+    timing = {"cached", "build_seconds", "compile_seconds", "sample_seconds", "gradients", "approximate"}
+    assert set(d) == contract | timing
+    assert d["approximate"] is False and d["gradients"] > 0
+    assert d["seconds"] == pytest.approx(d["build_seconds"] + d["compile_seconds"] + d["sample_seconds"])
+    assert set(example_fit.meta["timings"]) == {"prepare", "build", "compile", "sample", "summarise", "total"}
 
 
 def test_example_tables_follow_the_contract(example_fit):

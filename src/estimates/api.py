@@ -8,6 +8,7 @@ passes data along.
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,19 +21,25 @@ from .claims import ClaimsLike, Hierarchy, normalise, read_claims
 from .errors import OptionError
 from .inference import (
     SamplerOptions,
+    approximate,
+    approximation_diagnostics,
     diagnostics,
     sample,
     seeds,
+    warn_if_poor_approximation,
     warn_if_unconverged,
 )
 from .interpret import DEFAULT_PROB, Interpretation, shapes_table
-from .model import build, describe
+from .model import describe
 from .results import (
     Reconciliation,
     summarise_claims,
     summarise_intervals,
     summarise_sources,
 )
+
+#: Ways to fit: NUTS, or a labelled approximation.
+METHODS = ("nuts", "advi")
 
 #: Variables whose convergence ``diagnostics`` checks.
 DIAGNOSED = [
@@ -63,6 +70,7 @@ def reconcile(
     target_accept: float = 0.95,
     sampler: str = "auto",
     decimal: str | None = None,
+    method: str = "nuts",
 ) -> Reconciliation:
     """Reconcile conflicting claims into posterior intervals per region and time.
 
@@ -93,10 +101,20 @@ def reconcile(
         NUTS draws kept, tuning steps and chains.
     target_accept : float
         NUTS target acceptance rate.
-    sampler : {"auto", "nutpie", "pymc"}
-        ``auto`` uses nutpie when installed, PyMC's NUTS otherwise.
+    sampler : {"auto", "nutpie", "pymc", "numpyro", "nutpie-jax"}
+        The NUTS engine. ``auto`` uses nutpie (Numba) when installed, PyMC's
+        NUTS otherwise: the fastest measured here (``benchmarks/run.py``).
+        ``numpyro`` and ``nutpie-jax`` need ``pip install 'estimates[jax]'``.
+        A compiled model is reused by later calls with the same layout of
+        claims (see :func:`estimates.inference.cache_info`).
     decimal : {None, ".", ","}
         Decimal mark of numbers in ``claim`` texts (see :func:`estimates.parse_claim`).
+    method : {"nuts", "advi"}
+        ``nuts`` samples the posterior (the default; use it for intervals you
+        report). ``advi`` fits a mean-field Gaussian approximation: faster on
+        large problems, labelled ``approximate`` in ``diagnostics`` with its
+        Pareto ``k`` (above 0.7 it warns: the approximation is far from the
+        posterior and its intervals are likely too narrow).
 
     Returns
     -------
@@ -121,12 +139,15 @@ def reconcile(
         raise OptionError(f"prob={prob!r} must be strictly between 0 and 1, e.g. 0.9")
     if random_seed is not None and not isinstance(random_seed, (int, np.integer)):
         raise OptionError(f"random_seed={random_seed!r} must be a whole number or None")
+    if method not in METHODS:
+        raise OptionError(f"method={method!r} is not supported; use one of: {', '.join(METHODS)}")
     options = SamplerOptions(draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler)
     interp = Interpretation.from_options(interpretation)
     if hierarchy is None and isinstance(claims, pd.DataFrame):
         hierarchy = claims.attrs.get("hierarchy")
     hier = Hierarchy.from_mapping(hierarchy)
 
+    t_start = time.perf_counter()
     table_in = read_claims(claims)
     cs = normalise(table_in, hierarchy=hier, interpretation=interp, errors=errors, decimal=decimal)
     shaped = shapes_table(cs.used, interp)
@@ -140,12 +161,20 @@ def reconcile(
     )
     for note in st.notes:
         warnings.warn(note, UserWarning, stacklevel=2)
-    model = build(st)
+    t_prepared = time.perf_counter()
     sampler_seed, rng = seeds(random_seed)
-    idata, which, seconds = sample(model, options, sampler_seed)
-    _add_observed(idata, st)
-    diag = diagnostics(idata, DIAGNOSED, which, seconds)
-    warn_if_unconverged(diag, options)
+    if method == "nuts":
+        idata, timing = sample(st, options, sampler_seed)
+        _add_observed(idata, st)
+        diag = diagnostics(idata, DIAGNOSED, timing["sampler"], _fit_seconds(timing))
+        diag.update(timing, approximate=False)
+        warn_if_unconverged(diag, options)
+    else:
+        idata, timing = approximate(st, options, sampler_seed)
+        _add_observed(idata, st)
+        diag = approximation_diagnostics(timing)
+        warn_if_poor_approximation(diag)
+    which = diag["sampler"]
 
     meta = {
         "estimates_version": __version__,
@@ -163,19 +192,32 @@ def reconcile(
             "chains": chains,
             "target_accept": target_accept,
             "sampler": which,
+            "method": method,
         },
         "input_sha256": _hash_table(table_in),
         "notes": list(st.notes),
     }
     idata.posterior.attrs.update({"estimates_version": __version__, "input_sha256": meta["input_sha256"]})
-    return Reconciliation(
-        intervals=summarise_intervals(st, idata, prob),
-        sources=summarise_sources(st, idata, prob),
-        claims=summarise_claims(st, idata, cs.table, prob, rng),
-        diagnostics=diag,
-        idata=idata,
-        meta=meta,
-    )
+    t_fitted = time.perf_counter()
+    tables = {
+        "intervals": summarise_intervals(st, idata, prob),
+        "sources": summarise_sources(st, idata, prob),
+        "claims": summarise_claims(st, idata, cs.table, prob, rng),
+    }
+    t_end = time.perf_counter()
+    meta["timings"] = {
+        "prepare": t_prepared - t_start,
+        "build": timing["build_seconds"],
+        "compile": timing["compile_seconds"],
+        "sample": timing["sample_seconds"],
+        "summarise": t_end - t_fitted,
+        "total": t_end - t_start,
+    }
+    return Reconciliation(**tables, diagnostics=diag, idata=idata, meta=meta)
+
+
+def _fit_seconds(timing: dict[str, Any]) -> float:
+    return timing["build_seconds"] + timing["compile_seconds"] + timing["sample_seconds"]
 
 
 def _hash_table(df: pd.DataFrame) -> str:

@@ -67,8 +67,16 @@ def _print_result(result, out) -> None:  # noqa: ANN001
     )
     d = result.diagnostics
     print("", file=out)
+    if d.get("approximate"):
+        print(
+            f"Diagnostics: APPROXIMATE (mean-field ADVI), {d['seconds']:.1f} s, Pareto k {d['pareto_k']:.2f} "
+            "(above 0.7: far from the posterior); use --method nuts for intervals you report",
+            file=out,
+        )
+        return
     print(
-        f"Diagnostics: sampler {d['sampler']}, {d['seconds']:.1f} s, max R-hat {d['r_hat_max']:.3f}, "
+        f"Diagnostics: sampler {d['sampler']}, {d['seconds']:.1f} s (compile {d['compile_seconds']:.1f} s"
+        f"{', reused' if d['cached'] else ''}), max R-hat {d['r_hat_max']:.3f}, "
         f"min bulk ESS {d['ess_bulk_min']:.0f}, divergences {d['divergences']}, "
         f"converged {d['converged']}",
         file=out,
@@ -83,11 +91,17 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     p.add_argument(
         "--sampler",
-        choices=("auto", "nutpie", "pymc"),
+        choices=("auto", "nutpie", "pymc", "numpyro", "nutpie-jax"),
         default="auto",
         help="NUTS implementation (default: nutpie if installed)",
     )
     p.add_argument("--robust", action="store_true", help="heavy-tailed claims: one wild claim cannot drag the rest")
+    p.add_argument(
+        "--method",
+        choices=("nuts", "advi"),
+        default="nuts",
+        help="nuts (default) samples the posterior; advi is a fast approximation, labelled as such",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -137,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
         help="on a bad row: stop (raise, default) or skip it and mark it rejected",
     )
     _sampling_args(rec)
+
+    cache = sub.add_parser(
+        "cache",
+        help="show where compiled models are cached on disk, or clear that cache",
+        description="Compiled models are cached in this process (by layout) and on disk by PyTensor. "
+        "Show where, or clear the on-disk cache (the next run compiles from scratch).",
+    )
+    cache.add_argument("--clear", action="store_true", help="delete PyTensor's on-disk cache of compiled code")
     return parser
 
 
@@ -214,9 +236,27 @@ def _print_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from .inference import cache_info
+
+    info = cache_info()
+    where = Path(info["compiledir"])
+    if args.clear:
+        import shutil
+
+        shutil.rmtree(where, ignore_errors=True)
+        print(f"cleared {where}")
+        return 0
+    size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file()) if where.exists() else 0
+    print(f"on-disk cache: {where} ({size / 1e6:.0f} MB); move it with PYTENSOR_FLAGS=base_compiledir=DIR")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "parse":
         return _print_parse(args)
+    if args.command == "cache":
+        return _cache(args)
     import estimates as est
 
     kw = dict(
@@ -226,6 +266,7 @@ def _run(args: argparse.Namespace) -> int:
         chains=args.chains,
         sampler=args.sampler,
         robust=args.robust,
+        method=args.method,
     )
     if args.prob is not None:
         kw["prob"] = args.prob

@@ -105,3 +105,7 @@ class OptionError(EstimatesError):
 
 class ConvergenceWarning(UserWarning):
     """The sampler did not converge well enough to trust the intervals."""
+
+
+class ApproximationWarning(UserWarning):
+    """An approximate fit (``method="advi"``) failed its quality check."""

@@ -13,15 +13,16 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._deps import quiet_import
-from .errors import ConvergenceWarning, OptionError
+from .errors import ApproximationWarning, ConvergenceWarning, OptionError
 
-SAMPLERS = ("auto", "nutpie", "pymc")
+SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "nutpie-jax")
 
 #: Thresholds for ``diagnostics["converged"]``.
 RHAT_MAX = 1.01
@@ -50,10 +51,19 @@ class SamplerOptions:
 
 
 def resolve_sampler(name: str) -> str:
-    """The sampler that will run: ``nutpie`` when installed and asked for (or auto)."""
+    """The sampler that will run: ``nutpie`` when installed and asked for (or auto).
+
+    ``auto`` is nutpie's Numba backend, the fastest engine measured here
+    (``benchmarks/run.py``); PyMC's own NUTS otherwise. ``numpyro`` (through
+    PyMC) and ``nutpie-jax`` need JAX (``pip install 'estimates[jax]'``).
+    """
     has_nutpie = importlib.util.find_spec("nutpie") is not None
-    if name == "nutpie" and not has_nutpie:
-        raise OptionError("sampler='nutpie' needs nutpie: pip install 'estimates[fast]'")
+    if name in ("nutpie", "nutpie-jax") and not has_nutpie:
+        raise OptionError(f"sampler={name!r} needs nutpie: pip install 'estimates[fast]'")
+    if name in ("numpyro", "nutpie-jax"):
+        for mod in ("jax", "numpyro") if name == "numpyro" else ("jax",):
+            if importlib.util.find_spec(mod) is None:
+                raise OptionError(f"sampler={name!r} needs {mod}: pip install 'estimates[jax]'")
     if name == "auto":
         return "nutpie" if has_nutpie else "pymc"
     return name
@@ -66,14 +76,88 @@ def seeds(random_seed: int | None) -> tuple[int, np.random.Generator]:
     return int(a.generate_state(1, dtype=np.uint32)[0]), np.random.default_rng(b)
 
 
-def sample(model: Any, options: SamplerOptions, seed: int) -> tuple[Any, str, float]:
-    """Run NUTS on ``model``; return ``(idata, sampler name, seconds)``."""
-    which = resolve_sampler(options.sampler)
-    t0 = time.perf_counter()
-    if which == "nutpie":
-        nutpie = quiet_import("nutpie")
+@dataclass
+class _Entry:
+    """A model built for one signature, and what each engine compiled from it."""
 
-        compiled = nutpie.compile_pymc_model(model)
+    model: Any
+    compiled: dict[str, Any] = field(default_factory=dict)
+
+
+#: In-process cache of built and compiled models, by signature (most recent last).
+_CACHE: OrderedDict[tuple, _Entry] = OrderedDict()
+CACHE_SIZE = 32
+
+
+def clear_cache() -> None:
+    """Forget every model compiled in this process (see :func:`cache_info` for the on-disk caches)."""
+    _CACHE.clear()
+
+
+def cache_info() -> dict[str, Any]:
+    """What is cached: models in this process, and where the engines keep compiled code on disk.
+
+    The in-process cache holds up to ``CACHE_SIZE`` compiled models, keyed by
+    :func:`estimates.model.signature`; a call whose claims differ only in
+    their numbers (or in how many claims there are) reuses one. On disk,
+    PyTensor keeps compiled C and Numba code in ``compiledir`` (clear it
+    with ``pytensor-cache clear`` or by deleting the folder; set
+    ``PYTENSOR_FLAGS=base_compiledir=...`` to move it).
+    """
+    pytensor = quiet_import("pytensor")
+    return {
+        "models_in_process": len(_CACHE),
+        "capacity": CACHE_SIZE,
+        "compiledir": str(pytensor.config.compiledir),
+    }
+
+
+def _entry(st: Any) -> tuple[_Entry, bool]:
+    """The cached entry for ``st``'s signature (built now if new); ``True`` when it was cached."""
+    from .model import build, signature
+
+    key = signature(st)
+    hit = key in _CACHE
+    if hit:
+        _CACHE.move_to_end(key)
+    else:
+        _CACHE[key] = _Entry(build(st))
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key], hit
+
+
+def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Run NUTS for the structure ``st``, reusing a compiled model of the same signature.
+
+    Returns ``(idata, timing)``; ``timing`` has ``sampler``, ``cached``
+    (a compiled model was reused), ``build_seconds``, ``compile_seconds``,
+    ``sample_seconds`` (PyMC's sampler compiles inside it, from its on-disk
+    C cache) and ``gradients`` (log-density gradient evaluations, warm-up
+    included).
+    """
+    from .model import NUMBERS, model_data
+
+    which = resolve_sampler(options.sampler)
+    data = model_data(st)
+    tb = time.perf_counter()
+    entry, hit = _entry(st)
+    t0 = time.perf_counter()
+    cached = hit and which in entry.compiled
+    if which in ("nutpie", "nutpie-jax"):
+        nutpie = quiet_import("nutpie")
+        numbers = {k: data[k] for k in NUMBERS if k in entry.model.named_vars}
+        if which == "nutpie-jax":
+            # nutpie's JAX backend freezes the data into its graph: compiled per call
+            pm = quiet_import("pymc")
+            pm.set_data(numbers, model=entry.model)
+            compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
+        else:
+            if which not in entry.compiled:
+                entry.compiled[which] = nutpie.compile_pymc_model(entry.model)
+            base = entry.compiled[which]
+            compiled = base.with_data(**{k: v for k, v in numbers.items() if k in base.shared_data})
+        t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,
             draws=options.draws,
@@ -86,12 +170,15 @@ def sample(model: Any, options: SamplerOptions, seed: int) -> tuple[Any, str, fl
         )
     else:
         pm = quiet_import("pymc")
-
+        pm.set_data({k: data[k] for k in NUMBERS if k in entry.model.named_vars}, model=entry.model)
+        entry.compiled[which] = True  # PyMC compiles inside pm.sample (C code cached on disk; numpyro: JAX's)
+        extra = {"nuts_sampler": "numpyro"} if which == "numpyro" else {}
+        t1 = time.perf_counter()
         logger = logging.getLogger("pymc")
         level = logger.level
         logger.setLevel(logging.ERROR)  # our own diagnostics report problems
         try:
-            with model, warnings.catch_warnings():
+            with entry.model, warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=FutureWarning)
                 idata = pm.sample(
                     draws=options.draws,
@@ -103,10 +190,43 @@ def sample(model: Any, options: SamplerOptions, seed: int) -> tuple[Any, str, fl
                     progressbar=False,
                     compute_convergence_checks=False,
                     return_inferencedata=True,
+                    discard_tuned_samples=False,
+                    **extra,
                 )
         finally:
             logger.setLevel(level)
-    return idata, which, time.perf_counter() - t0
+    t2 = time.perf_counter()
+    idata = _tidy(idata, st)
+    timing = {
+        "sampler": which,
+        "cached": bool(cached),
+        "build_seconds": t0 - tb,
+        "compile_seconds": t1 - t0,
+        "sample_seconds": t2 - t1,
+        "gradients": _gradients(idata),
+    }
+    for group in ("warmup_posterior", "warmup_sample_stats"):
+        if group in idata.groups():
+            delattr(idata, group)
+    return idata, timing
+
+
+def _gradients(idata: Any) -> int:
+    """Gradient evaluations over warm-up and draws (leapfrog steps, from ``n_steps``)."""
+    n = 0
+    for group in ("warmup_sample_stats", "sample_stats"):
+        if group in idata.groups() and "n_steps" in idata[group]:
+            n += int(idata[group]["n_steps"].sum())
+    return n
+
+
+def _tidy(idata: Any, st: Any) -> Any:
+    """Label the posterior with this call's coordinates (a reused model carries its first call's)."""
+    q = list(st.quantities)
+    for group in ("posterior", "warmup_posterior"):
+        if group in idata.groups() and "quantity" in idata[group].coords:
+            idata[group] = idata[group].assign_coords(quantity=q)
+    return idata
 
 
 def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) -> dict[str, Any]:
@@ -165,3 +285,113 @@ def warn_if_unconverged(diag: dict[str, Any], options: SamplerOptions) -> None:
         )
     if problems:
         warnings.warn("sampler did not converge: " + "; ".join(problems), ConvergenceWarning, stacklevel=3)
+
+
+#: Pareto k above which importance weights from the approximation are unreliable
+#: (Vehtari et al. 2024, "Pareto smoothed importance sampling").
+PARETO_K_MAX = 0.7
+
+
+def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000) -> tuple[Any, dict[str, Any]]:
+    """Mean-field ADVI: a fast look, labelled approximate, with a check of its quality.
+
+    Fits a Gaussian in the model's unconstrained space, draws
+    ``draws * chains`` points from it, and scores the fit by Pareto-smoothed
+    importance sampling of the true posterior against it: the Pareto ``k``
+    of the weights says whether the approximation can be trusted (below
+    0.7) or not. Mean-field ADVI ignores posterior correlations and tends
+    to make intervals too narrow; the benchmark compares it with NUTS.
+    """
+    pm = quiet_import("pymc")
+    az = quiet_import("arviz")
+    import xarray as xr
+
+    from .model import NUMBERS, model_data
+
+    tb = time.perf_counter()
+    entry, hit = _entry(st)
+    t0 = time.perf_counter()
+    model = entry.model
+    data = model_data(st)
+    pm.set_data({k: data[k] for k in NUMBERS if k in model.named_vars}, model=model)
+    fn = entry.compiled.get("advi")
+    if fn is None:
+        outs = model.replace_rvs_by_values([model.logp(jacobian=True), *(model[v] for v in _KEPT)])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
+            fn = entry.compiled["advi"] = pm.pytensorf.compile(model.value_vars, outs, on_unused_input="ignore")
+    t1 = time.perf_counter()
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with model, warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            fit = pm.fit(n=steps, method="advi", random_seed=seed, progressbar=False)
+    finally:
+        logger.setLevel(level)
+    group = fit.groups[0]
+    mu, sd = group.mean.eval(), group.std.eval()
+    rng = np.random.default_rng(seed)
+    n = options.draws * options.chains
+    eps = rng.standard_normal((n, mu.size))
+    z = mu + sd * eps
+    logq = -0.5 * np.sum(eps * eps, axis=1) - np.sum(np.log(sd)) - 0.5 * mu.size * np.log(2 * np.pi)
+    value_vars = model.value_vars
+    by_name = {name: (slc, shape) for name, slc, shape, _ in group.ordering.values()}
+    by_var = {v: by_name[v.name] for v in value_vars}
+    logp = np.empty(n)
+    kept: dict[str, list[np.ndarray]] = {v: [] for v in _KEPT}
+    for i in range(n):
+        args = [z[i, by_var[v][0]].reshape(by_var[v][1]) for v in value_vars]
+        res = fn(*args)
+        logp[i] = res[0]
+        for name, val in zip(_KEPT, res[1:], strict=True):
+            kept[name].append(np.asarray(val))
+    t2 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # arviz warns on high k; we report it
+        _, k_hat = az.psislw(logp - logq)
+    posterior = xr.Dataset(
+        {name: (("chain", "draw", f"{name}_dim_0"), np.stack(vals)[None]) for name, vals in kept.items()}
+    )
+    idata = az.InferenceData(posterior=posterior)
+    timing = {
+        "sampler": "advi",
+        "approximate": True,
+        "pareto_k": float(k_hat),
+        "cached": bool(hit),
+        "build_seconds": t0 - tb,
+        "compile_seconds": t1 - t0,
+        "sample_seconds": t2 - t1,
+        "gradients": int(steps),
+    }
+    return idata, timing
+
+
+#: Posterior quantities the results are computed from.
+_KEPT = ("log_count", "log_bias", "log_reliability")
+
+
+def approximation_diagnostics(timing: dict[str, Any]) -> dict[str, Any]:
+    """Diagnostics of an approximate fit: no R-hat or ESS (no chains), the Pareto k instead."""
+    return {
+        "r_hat_max": float("nan"),
+        "ess_bulk_min": float("nan"),
+        "divergences": 0,
+        "converged": False,
+        "seconds": timing["build_seconds"] + timing["compile_seconds"] + timing["sample_seconds"],
+        **timing,
+    }
+
+
+def warn_if_poor_approximation(diag: dict[str, Any]) -> None:
+    """Warn, with a hint, when the approximation's Pareto k says it is far from the posterior."""
+    k = diag["pareto_k"]
+    if not k <= PARETO_K_MAX:
+        warnings.warn(
+            f"approximate result (mean-field ADVI) is far from the posterior: Pareto k {k:.2f} > {PARETO_K_MAX}; "
+            "its intervals are likely too narrow. Use method='nuts' (the default) for intervals you report.",
+            ApproximationWarning,
+            stacklevel=3,
+        )

@@ -23,9 +23,10 @@ variance proportional to elapsed years:
   claims: ``T[r, pivot] ~ Normal(m_r, root_sd)``, ``m_r`` the median log of
   the level claims on the root's subtree (weakly informative, on the data's
   scale; it describes the level as the average source states it, see below);
-- ``T[r, k] - T[r, k-1] ~ Normal(0, sigma_r sqrt(dt_k))``, ``sigma_r =
-  sigma_q exp(0.5 eta_r)``, ``eta_r ~ N(0, 1)`` (per-region scales partially
-  pooled around the quantity's), ``sigma_q ~ LogNormal(log 1.0, 0.6)``;
+- ``T[r, k] - T[r, k-1] ~ Normal(0, sigma_r sqrt(dt_k))``, ``log sigma_r ~
+  Normal(log sigma_q, 0.5)`` (per-region scales partially pooled around the
+  quantity's; centred when data pin four or more steps of the region, and
+  all of them, non-centred otherwise), ``sigma_q ~ LogNormal(log 1.0, 0.6)``;
 - ``phi[e, pivot] ~ Normal(0, 1)``, steps ``~ Normal(0, sigma_share_q
   sqrt(dt))``, ``sigma_share_q ~ LogNormal(log 0.5, 0.6)``.
 
@@ -40,15 +41,23 @@ Sources
 Bias ``delta[s]`` (log scale) ``~ Normal(0, tau_q)``, ``tau_q ~
 LogNormal(log 0.3, 0.6)``: sources are a sample from a population unbiased on
 average. With ``reference=``, that source's bias is 0 and the others' ``~
-Normal(mu_q, tau_q)``, ``mu_q ~ Normal(0, 0.5)``. The bias is centred when
-several sources all make tight claims (the data pin it), non-centred
-otherwise. The walk describes the level as the average source states it;
-the consensus level (reported) is that minus the sources' mean bias, which
-removes the level-bias ridge when one source makes every claim.
+Normal(mu_q, tau_q)``, ``mu_q ~ Normal(0, 0.5)``. The walk describes the
+level as the average source states it; the consensus level (reported) is
+that minus the sources' mean bias, which removes the level-bias ridge when
+one source makes every claim.
 
-Reliability ``kappa[s] = exp(softplus(mu_q + 0.5 w_s))``, ``mu_q ~
-Normal(-1.5, 0.5)``, ``w_s ~ N(0, 1)``, multiplies the stated spread of
-each of the source's claims. ``kappa >= 1``: a source may overstate its
+Without a reference, a quantity's ``S`` biases are parametrised as their
+mean ``tau_q / sqrt(S) z`` plus ``S - 1`` orthonormal contrasts (a Helmert
+basis of the vectors summing to zero): the same iid ``Normal(0, tau_q)``
+prior, rotated so that the direction the data cannot see (the shared bias)
+is one coordinate of its own instead of a diagonal ridge through all of
+them. Contrasts are centred when every source makes a tight claim (the data
+pin them), non-centred otherwise.
+
+Reliability ``kappa[s] = exp(softplus(a_s))``, ``a_s ~ Normal(mu_q, 0.5)``,
+``mu_q ~ Normal(-1.5, 0.5)``, multiplies the stated spread of each of the
+source's claims (``a_s`` is centred for a source with 10 or more claims,
+whose data pin it, and non-centred otherwise). ``kappa >= 1``: a source may overstate its
 precision but is never trusted beyond it (median about 1.2).
 
 Relative claims carry no bias (a constant factor cancels in a ratio).
@@ -56,6 +65,7 @@ Relative claims carry no bias (a constant factor cancels in a ratio).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -616,181 +626,408 @@ def _segment_lse(x, idx: np.ndarray, mask: np.ndarray):  # noqa: ANN001, ANN202
     return m[:, 0] + pt.log(pt.sum(pt.exp(vals - m), axis=1))
 
 
+#: Claim shapes, in the order of their index arrays in the model's data.
+SHAPES = ("normal", "box", "lower", "upper")
+
+#: The arrays of :func:`model_data` that enter the graph as ``pm.Data`` (swapped
+#: between calls); the rest (index arrays: the layout of cells, series,
+#: sources and claims) are constants of the compiled graph. Numba took 4-6x
+#: longer to compile the same graph with symbolic indices (46-76 s against
+#: 11 s on the article example), so a new layout is worth a new compile but a
+#: new set of numbers is not.
+NUMBERS = ("walk_sqrt_dt", "walk_mean0", "walk_sd0", "claim_a", "claim_b", "claim_spread", "claim_observed", "robust")
+
+
+def model_data(st: Structure) -> dict[str, np.ndarray]:
+    """Every number the model reads, as named arrays (the model's ``pm.Data``).
+
+    Two structures with the same :func:`signature` differ only in the arrays
+    named in :data:`NUMBERS`, so one compiled model serves both: the sampler
+    swaps those in.
+    """
+    starts = _series_start(st.walk_first)
+    nc = np.flatnonzero(~st.walk_centred)
+    ce = np.flatnonzero(st.walk_centred)
+    q_of_src = st.sources["q_idx"].to_numpy(np.int64) if len(st.sources) else np.zeros(0, np.int64)
+    is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
+    n_q, n_src = len(st.quantities), len(st.sources)
+    ref_q = np.zeros(n_q, dtype=bool)
+    if st.reference is not None:
+        ref_q[q_of_src[is_ref]] = True
+    bias = _bias_layout(st)
+    rel_ce = _reliability_centred(st)
+    scale_ce = _scales_centred(st)
+    weights = np.zeros((n_q, n_src))
+    weights[q_of_src, np.arange(n_src)] = 1.0
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    weights[ref_q] = 0.0
+    mean0 = st.walk_prior_mean[starts]
+    sd0 = st.walk_prior_sd[starts]
+    obs = observed_number(st.claim_shape, st.claim_kind, st.claim_a, st.claim_b)
+    data = {
+        "walk_not_first": (~st.walk_first).astype(float),
+        "walk_sqrt_dt": st.walk_sqrt_dt.astype(float),
+        "walk_scale_idx": st.walk_scale_idx,
+        "walk_root_quantity": st.walk_root_quantity,
+        "walk_start": starts,
+        "walk_pivot": st.walk_pivot,
+        "walk_prev": st.walk_prev,
+        "walk_mean0": mean0,
+        "walk_sd0": sd0,
+        "walk_nc": nc,
+        "walk_ce": ce,
+        "sibling_groups": st.sibling_groups,
+        "sibling_mask": st.sibling_mask.astype(float),
+        "logit_group": st.logit_group,
+        "leaf_root_cell": st.leaf_root_cell,
+        "leaf_paths": st.leaf_paths,
+        "leaf_quantity": st.leaf_quantity,
+        "cell_members": st.cell_members,
+        "cell_mask": st.cell_mask.astype(float),
+        "src_quantity": q_of_src,
+        "src_ref_centre": ref_q[q_of_src].astype(float),
+        "src_weights": weights,
+        **bias,
+        "scale_nc": np.flatnonzero(~scale_ce),
+        "scale_ce": np.flatnonzero(scale_ce),
+        "rel_nc": np.flatnonzero(~rel_ce),
+        "rel_ce": np.flatnonzero(rel_ce),
+        "claim_time_cell": st.claim_time_cell,
+        "claim_since_cell": st.claim_since_cell,
+        "claim_ratio": st.claim_ratio.astype(float),
+        "claim_source": st.claim_source,
+        "claim_a": np.nan_to_num(st.claim_a.astype(float), nan=0.0, posinf=0.0, neginf=0.0),
+        "claim_b": np.nan_to_num(st.claim_b.astype(float), nan=0.0, posinf=0.0, neginf=0.0),
+        "claim_spread": st.claim_spread.astype(float),
+        "claim_observed": np.nan_to_num(obs.astype(float)),
+        "robust": np.array([float(st.robust_weight), float(st.robust_sd)]),  # weight, sd
+    }
+    for name in SHAPES:
+        data[f"claims_{name}"] = np.flatnonzero(st.claim_shape == name)
+    return {k: np.ascontiguousarray(v) for k, v in data.items()}
+
+
+def _helmert(n: int) -> np.ndarray:
+    """An ``n x (n-1)`` orthonormal basis of the vectors that sum to zero."""
+    h = np.zeros((n, max(n - 1, 0)))
+    for j in range(1, n):
+        h[:j, j - 1] = 1.0 / math.sqrt(j * (j + 1))
+        h[j, j - 1] = -j / math.sqrt(j * (j + 1))
+    return h
+
+
+#: A source with at least this many claims has its reliability parametrised centred.
+RELIABILITY_CENTRED_CLAIMS = 10
+
+
+#: A region's walk scale is centred when data pin at least this many of its steps (and all of them).
+SCALE_CENTRED_STEPS = 4
+
+
+def _scales_centred(st: Structure) -> np.ndarray:
+    """Per root walk scale: is its region's series centred (every step pinned) and long enough?"""
+    n_wr = len(st.walk_root_quantity)
+    steps = (~st.walk_first) & (np.arange(len(st.walk_first)) < st.n_total)
+    out = np.zeros(n_wr, dtype=bool)
+    for sid in range(n_wr):
+        mine = steps & (st.walk_scale_idx == sid)
+        out[sid] = mine.sum() >= SCALE_CENTRED_STEPS and bool(st.walk_centred[mine].all())
+    return out
+
+
+def _reliability_centred(st: Structure) -> np.ndarray:
+    if not len(st.sources):
+        return np.zeros(0, dtype=bool)
+    return st.sources["n_claims"].to_numpy() >= RELIABILITY_CENTRED_CLAIMS
+
+
+def _bias_layout(st: Structure) -> dict[str, np.ndarray]:
+    """Index arrays of the bias parameters (see :func:`build`).
+
+    Quantities without a reference source: one mean per quantity
+    (``bias_level_q``, scaled by ``1/sqrt(S)``) and ``S - 1`` contrasts per
+    quantity, the columns of the block-diagonal ``con_basis``; contrasts are
+    centred (``con_ce``) when every source of the quantity makes a tight
+    claim, non-centred (``con_nc``) otherwise. Quantities with a reference:
+    the other sources one by one (``ref_nb`` non-centred, ``ref_cb`` centred).
+    """
+    n_src = len(st.sources)
+    n_q = len(st.quantities)
+    q_of_src = st.sources["q_idx"].to_numpy(np.int64) if n_src else np.zeros(0, np.int64)
+    is_ref = st.sources["is_reference"].to_numpy(bool) if n_src else np.zeros(0, bool)
+    tight = st.sources["centred_bias"].to_numpy(bool) if n_src else np.zeros(0, bool)
+    ref_q = np.zeros(n_q, dtype=bool)
+    ref_q[q_of_src[is_ref]] = True
+    level_q, level_scale = [], np.zeros(n_src)
+    blocks: list[tuple[np.ndarray, np.ndarray, int, bool]] = []  # (source rows, basis, q, centred)
+    for q in range(n_q):
+        rows = np.flatnonzero(q_of_src == q)
+        if ref_q[q] or not len(rows):
+            continue
+        level_q.append(q)
+        level_scale[rows] = 1.0 / math.sqrt(len(rows))
+        if len(rows) > 1:
+            blocks.append((rows, _helmert(len(rows)), q, bool(tight[rows].all())))
+    n_con = sum(b.shape[1] for _, b, _, _ in blocks)
+    basis = np.zeros((n_src, n_con))
+    con_q = np.zeros(n_con, dtype=np.int64)
+    con_centred = np.zeros(n_con, dtype=bool)
+    col = 0
+    for rows, b, q, centred in blocks:
+        basis[rows, col : col + b.shape[1]] = b
+        con_q[col : col + b.shape[1]] = q
+        con_centred[col : col + b.shape[1]] = centred
+        col += b.shape[1]
+    in_ref_q = ref_q[q_of_src] & ~is_ref
+    return {
+        "bias_level_q": np.array(level_q, dtype=np.int64),
+        "bias_level_scale": level_scale,
+        "con_basis": basis,
+        "con_quantity": con_q,
+        "con_nc": np.flatnonzero(~con_centred),
+        "con_ce": np.flatnonzero(con_centred),
+        "ref_nb": np.flatnonzero(in_ref_q & ~tight),
+        "ref_cb": np.flatnonzero(in_ref_q & tight),
+    }
+
+
+def signature(st: Structure) -> tuple:
+    """What fixes a compiled model: its layout (index arrays, sizes, branches), not its numbers.
+
+    Structures with equal signatures share one compiled model; the arrays
+    named in :data:`NUMBERS` are swapped in for each call.
+    """
+    is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
+    b = _bias_layout(st)
+    return (
+        ("quantities", len(st.quantities)),
+        ("cells", len(st.cells)),
+        ("walk", len(st.walk_first), st.n_total, st.n_logit, bool(st.has_walk)),
+        ("scales", len(st.walk_quantities), len(st.walk_root_quantity), len(st.share_quantity)),
+        ("walk_params", int((~st.walk_centred).sum()), int(st.walk_centred.sum())),  # non-centred, centred
+        ("sources", len(st.sources), bool(is_ref.any())),
+        ("scale_params", int((~_scales_centred(st)).sum()), int(_scales_centred(st).sum())),
+        ("reliability_params", int((~_reliability_centred(st)).sum()), int(_reliability_centred(st).sum())),
+        ("bias_params", len(b["bias_level_q"]), len(b["con_nc"]), len(b["con_ce"]), len(b["ref_nb"]), len(b["ref_cb"])),
+        ("sum_cells", st.cell_members.shape[1] > 1),
+        ("shapes", tuple(bool((st.claim_shape == s).any()) for s in SHAPES)),
+        ("robust", bool(st.robust)),
+        ("layout", _layout_hash(st)),
+    )
+
+
+def _layout_hash(st: Structure) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model_data(st).items()):
+        if k not in NUMBERS:
+            h.update(k.encode())
+            h.update(str((v.dtype, v.shape)).encode())
+            h.update(v.tobytes())
+    return h.hexdigest()
+
+
 def build(st: Structure):  # noqa: ANN201 - returns pm.Model
-    """Open the PyMC model for a :class:`Structure`. Never samples."""
+    """Open the PyMC model for a :class:`Structure`. Never samples.
+
+    The numbers enter through ``pm.Data`` (:data:`NUMBERS`), so the model
+    compiled for one structure serves any other with the same
+    :func:`signature`.
+    """
     pm = quiet_import("pymc")
     import pytensor.tensor as pt
 
+    sig = {k[0]: k[1:] for k in signature(st)}
     n_q = len(st.quantities)
     n_src = len(st.sources)
-    coords = {
-        "quantity": st.quantities,
-        "cell": np.arange(len(st.cells)),
-        "source": np.arange(n_src),
-        "claim": np.arange(len(st.claim_row)),
-    }
+    coords = {"quantity": st.quantities, "cell": np.arange(len(st.cells)), "source": np.arange(n_src)}
     with pm.Model(coords=coords) as model:
+        d = {k: pm.Data(k, v) if k in NUMBERS else pt.as_tensor(v) for k, v in model_data(st).items()}
         # ---- random walks: non-centred where data are sparse, centred where dense
-        n_walk = len(st.walk_first)
-        if st.has_walk:
-            sigma_q = pm.LogNormal(
-                "sigma_walk",
-                math.log(PRIORS["walk_scale"]),
-                PRIORS["scale_log_sd"],
-                shape=len(st.walk_quantities),
-            )
-            eta = pm.Normal("eta_walk", 0.0, 1.0, shape=len(st.walk_root_quantity))
-            sigma_root = sigma_q[st.walk_root_quantity] * pt.exp(PRIORS["walk_region_sd"] * eta)
-            if len(st.share_quantity):
+        n_walk, _, _, has_walk = sig["walk"]
+        n_wq, n_wr, n_sq = sig["scales"]
+        n_nc, n_ce = sig["walk_params"]
+        if has_walk:
+            sigma_q = pm.LogNormal("sigma_walk", math.log(PRIORS["walk_scale"]), PRIORS["scale_log_sd"], shape=n_wq)
+            # per-region scales around the quantity's: centred where the data
+            # pin a region's steps (its scale is learnt from them; the
+            # non-centred pair would trade off along a ridge), else non-centred
+            n_sc_nc, n_sc_ce = sig["scale_params"]
+            log_sq = pt.log(sigma_q)[d["walk_root_quantity"]]
+            log_sr = pt.zeros(n_wr)
+            if n_sc_nc:
+                eta = pm.Normal("eta_walk", 0.0, 1.0, shape=n_sc_nc)
+                i_nc = d["scale_nc"]
+                log_sr = pt.set_subtensor(log_sr[i_nc], log_sq[i_nc] + PRIORS["walk_region_sd"] * eta)
+            if n_sc_ce:
+                i_ce = d["scale_ce"]
+                lc = pm.Normal("log_sigma_region", log_sq[i_ce], PRIORS["walk_region_sd"], shape=n_sc_ce)
+                log_sr = pt.set_subtensor(log_sr[i_ce], lc)
+            sigma_root = pt.exp(log_sr)
+            if n_sq:
                 sigma_share = pm.LogNormal(
-                    "sigma_share",
-                    math.log(PRIORS["share_walk_scale"]),
-                    PRIORS["scale_log_sd"],
-                    shape=len(st.share_quantity),
+                    "sigma_share", math.log(PRIORS["share_walk_scale"]), PRIORS["scale_log_sd"], shape=n_sq
                 )
                 scales = pt.concatenate([sigma_root, sigma_share])
             else:
                 scales = sigma_root
-            step = scales[st.walk_scale_idx] * st.walk_sqrt_dt
+            step = scales[d["walk_scale_idx"]] * d["walk_sqrt_dt"]
         else:
             step = pt.zeros(n_walk)
         values = pt.zeros(n_walk)
-        starts = _series_start(st.walk_first)
-        nc = np.flatnonzero(~st.walk_centred)
-        if len(nc):
+        start = d["walk_start"]
+        if n_nc:
             # level at the pivot, steps outwards from it
-            z = pm.Normal("z_walk", 0.0, 1.0, shape=len(nc))
-            zf = pt.zeros(n_walk)
-            zf = pt.set_subtensor(zf[nc], z)
-            inc = pt.switch(st.walk_first, 0.0, step * zf)
-            cs = _segment_cumsum(inc, st.walk_first)
-            level = st.walk_prior_mean[starts] + st.walk_prior_sd[starts] * zf[starts]
-            nc_values = level + cs - cs[st.walk_pivot]
+            nc = d["walk_nc"]
+            z = pm.Normal("z_walk", 0.0, 1.0, shape=n_nc)
+            zf = pt.set_subtensor(pt.zeros(n_walk)[nc], z)
+            inc = d["walk_not_first"] * step * zf
+            cs = pt.cumsum(inc)
+            cs = cs - (cs[start] - inc[start])  # restart the sum at each series' first cell
+            level = d["walk_mean0"] + d["walk_sd0"] * zf[start]
+            nc_values = level + cs - cs[d["walk_pivot"]]
             values = pt.set_subtensor(values[nc], nc_values[nc])
-        ce = np.flatnonzero(st.walk_centred)
-        if len(ce):
+        if n_ce:
             # coordinates are the latent values minus their series' prior centre
-            u = pm.Flat("u_walk", shape=len(ce))
-            values = pt.set_subtensor(values[ce], st.walk_prior_mean[starts][ce] + u)
-            first = st.walk_first[ce]
-            lev = (values[st.walk_pivot[ce]] - st.walk_prior_mean[starts][ce]) / st.walk_prior_sd[starts][ce]
-            stp = (values[ce] - values[st.walk_prev[ce]]) / pt.maximum(step[ce], 1e-12)
-            lp = pt.switch(first, -0.5 * lev * lev, -0.5 * stp * stp - pt.log(pt.maximum(step[ce], 1e-12)))
+            ce = d["walk_ce"]
+            u = pm.Flat("u_walk", shape=n_ce)
+            values = pt.set_subtensor(values[ce], d["walk_mean0"][ce] + u)
+            lev = (values[d["walk_pivot"][ce]] - d["walk_mean0"][ce]) / d["walk_sd0"][ce]
+            st_ce = pt.maximum(step[ce], 1e-12)
+            stp = (values[ce] - values[d["walk_prev"][ce]]) / st_ce
+            lp = pt.switch(pt.gt(d["walk_not_first"][ce], 0.5), -0.5 * stp * stp - pt.log(st_ce), -0.5 * lev * lev)
             pm.Potential("walk_centred", pt.sum(lp))
         totals = values[: st.n_total]
         # ---- log shares and leaves
         if st.n_logit:
             logits = values[st.n_total :]
-            lse = _segment_lse(logits, st.sibling_groups, st.sibling_mask)
-            logshare = logits - lse[st.logit_group]
+            lse = _segment_lse(logits, d["sibling_groups"], d["sibling_mask"])
+            logshare = logits - lse[d["logit_group"]]
             padded = pt.concatenate([logshare, pt.zeros(1)])
-            leaf = totals[st.leaf_root_cell] + pt.sum(padded[st.leaf_paths], axis=1)
+            leaf = totals[d["leaf_root_cell"]] + pt.sum(padded[d["leaf_paths"]], axis=1)
         else:
-            leaf = totals[st.leaf_root_cell]
+            leaf = totals[d["leaf_root_cell"]]
         # ---- sources (before the cells: the level is anchored on the average source)
-        q_of_src = st.sources["q_idx"].to_numpy(np.int64)
-        is_ref = st.sources["is_reference"].to_numpy(bool)
+        q_of_src = d["src_quantity"]
+        _, has_ref = sig["sources"]
+        n_lev, n_con_nc, n_con_ce, n_ref_nb, n_ref_cb = sig["bias_params"]
         tau = pm.LogNormal("bias_sd", math.log(PRIORS["bias_scale"]), PRIORS["scale_log_sd"], dims="quantity")
-        ref_q = np.zeros(n_q, dtype=bool)
-        if st.reference is not None and is_ref.any():
-            ref_q[q_of_src[is_ref]] = True
-            mu = pm.Normal("bias_mean", 0.0, PRIORS["bias_mean_sd"], dims="quantity")
-            centre = pt.switch(ref_q[q_of_src], mu[q_of_src], 0.0)
-        else:
-            centre = pt.zeros(n_src)
-        # Non-centred where the data say little about a source's bias,
-        # centred where they pin it (several sources, tight claims): each
-        # choice avoids the funnel the other one has there.
-        cb = st.sources["centred_bias"].to_numpy(bool) & ~is_ref
-        nb = ~cb & ~is_ref
         delta = pt.zeros(n_src)
-        if nb.any():
-            zb = pm.Normal("z_bias", 0.0, 1.0, shape=int(nb.sum()))
-            delta = pt.set_subtensor(delta[nb], centre[nb] + tau[q_of_src[nb]] * zb)
-        if cb.any():
-            db = pm.Normal("bias_centred", centre[cb], tau[q_of_src[cb]], shape=int(cb.sum()))
-            delta = pt.set_subtensor(delta[cb], db)
+        # Without a reference, the biases of a quantity's S sources are split
+        # into their mean and S - 1 orthonormal contrasts (the same N(0, tau)
+        # prior, rotated). The data see only the contrasts; the mean (the
+        # sources' shared bias, by which the consensus differs from what the
+        # average source says) keeps its prior. In the raw biases that is a
+        # narrow, diagonal ridge no diagonal mass matrix can follow.
+        if n_lev:
+            zm = pm.Normal("z_bias_mean", 0.0, 1.0, shape=n_lev)
+            zm_full = pt.set_subtensor(pt.zeros(n_q)[d["bias_level_q"]], zm)
+            delta = delta + tau[q_of_src] * d["bias_level_scale"] * zm_full[q_of_src]
+        if n_con_nc or n_con_ce:
+            q_of_con = d["con_quantity"]
+            con = pt.zeros(n_con_nc + n_con_ce)
+            if n_con_nc:  # contrasts the data say little about: non-centred
+                zc = pm.Normal("z_bias", 0.0, 1.0, shape=n_con_nc)
+                con = pt.set_subtensor(con[d["con_nc"]], tau[q_of_con[d["con_nc"]]] * zc)
+            if n_con_ce:  # contrasts the data pin (several sources, tight claims): centred
+                cc = pm.Normal("bias_centred", 0.0, tau[q_of_con[d["con_ce"]]], shape=n_con_ce)
+                con = pt.set_subtensor(con[d["con_ce"]], cc)
+            delta = delta + pt.dot(d["con_basis"], con)
+        if has_ref:
+            # with a reference: its bias is 0, the others' ~ N(mu, tau)
+            mu = pm.Normal("bias_mean", 0.0, PRIORS["bias_mean_sd"], dims="quantity")
+            centre = d["src_ref_centre"] * mu[q_of_src]
+            if n_ref_nb:
+                nb = d["ref_nb"]
+                zb = pm.Normal("z_bias_ref", 0.0, 1.0, shape=n_ref_nb)
+                delta = pt.set_subtensor(delta[nb], centre[nb] + tau[q_of_src[nb]] * zb)
+            if n_ref_cb:
+                cb = d["ref_cb"]
+                db = pm.Normal("bias_centred_ref", centre[cb], tau[q_of_src[cb]], shape=n_ref_cb)
+                delta = pt.set_subtensor(delta[cb], db)
         delta = pm.Deterministic("log_bias", delta, dims="source")
         # The walk describes the level as the average source states it; the
         # consensus level is that minus the sources' mean bias. With one
         # source this removes the level-bias ridge the sampler would
         # otherwise have to follow (the data pin only their sum).
-        weights = np.zeros((n_q, n_src))
-        weights[q_of_src, np.arange(n_src)] = 1.0
-        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
-        weights[ref_q] = 0.0
-        mean_bias = pt.dot(weights, delta)
-        leaf = leaf - mean_bias[st.leaf_quantity]
+        mean_bias = pt.dot(d["src_weights"], delta)
+        leaf = leaf - mean_bias[d["leaf_quantity"]]
         # ---- reported cells: logsumexp of their leaves
-        if st.cell_members.shape[1] == 1:
-            log_count = leaf[st.cell_members[:, 0]]
+        if sig["sum_cells"][0]:
+            log_count = _segment_lse(leaf, d["cell_members"], d["cell_mask"])
         else:
-            log_count = _segment_lse(leaf, st.cell_members, st.cell_mask)
+            log_count = leaf[d["cell_members"][:, 0]]
         log_count = pm.Deterministic("log_count", log_count, dims="cell")
 
         # Reliability only widens: a source can overstate its precision, but
         # the model never trusts it beyond what it stated (kappa >= 1). The
         # softplus keeps that smooth and stops perfectly consistent claims
         # from shrinking their own spreads (a funnel otherwise).
+        # A source with many claims has its precision pinned by the data:
+        # its reliability is centred there (non-centred, the mean and each
+        # source would trade off along a ridge); non-centred otherwise.
         mu_k = pm.Normal("reliability_mean", PRIORS["reliability_mean"], PRIORS["reliability_mean_sd"], dims="quantity")
-        wk = pm.Normal("z_reliability", 0.0, 1.0, dims="source")
-        log_kappa = pm.Deterministic(
-            "log_reliability", pt.softplus(mu_k[q_of_src] + PRIORS["reliability_sd"] * wk), dims="source"
-        )
+        n_rel_nc, n_rel_ce = sig["reliability_params"]
+        arg = pt.zeros(n_src)
+        if n_rel_nc:
+            wk = pm.Normal("z_reliability", 0.0, 1.0, shape=n_rel_nc)
+            nc_r = d["rel_nc"]
+            arg = pt.set_subtensor(arg[nc_r], mu_k[q_of_src[nc_r]] + PRIORS["reliability_sd"] * wk)
+        if n_rel_ce:
+            ce_r = d["rel_ce"]
+            ak = pm.Normal("reliability_centred", mu_k[q_of_src[ce_r]], PRIORS["reliability_sd"], shape=n_rel_ce)
+            arg = pt.set_subtensor(arg[ce_r], ak)
+        log_kappa = pm.Deterministic("log_reliability", pt.softplus(arg), dims="source")
 
         # ---- claims
-        y = log_count[st.claim_time_cell]
-        y = y - pt.switch(st.claim_ratio, log_count[st.claim_since_cell], 0.0)
-        y = y + pt.switch(st.claim_ratio, 0.0, delta[st.claim_source])
-        s = st.claim_spread * pt.exp(log_kappa[st.claim_source])
-        ll = claim_loglik(st, y, s)
-        pm.Deterministic("claim_target", y, dims="claim")
+        ratio = d["claim_ratio"]
+        y = log_count[d["claim_time_cell"]] - ratio * log_count[d["claim_since_cell"]]
+        y = y + (1.0 - ratio) * delta[d["claim_source"]]
+        s = d["claim_spread"] * pt.exp(log_kappa[d["claim_source"]])
+        present = dict(zip(SHAPES, sig["shapes"][0], strict=True))
+        ll = _claim_terms(d, y, s, present, robust=sig["robust"][0])
         pm.Potential("claims", pt.sum(ll))
     return model
 
 
 def claim_loglik(st: Structure, y, s):  # noqa: ANN001, ANN201
-    """Per-claim log-likelihood (pytensor vector), the shapes of ``interpret``."""
+    """Per-claim log-likelihood (pytensor vector) of the claims of ``st``, the shapes of ``interpret``."""
     import pytensor.tensor as pt
 
-    shape = st.claim_shape
-    a = st.claim_a
-    b = st.claim_b
-    ll = pt.zeros(len(shape))
-    sel = np.flatnonzero(shape == "normal")
-    if len(sel):
+    d = {k: pt.as_tensor(v) for k, v in model_data(st).items()}
+    present = {name: bool((st.claim_shape == name).any()) for name in SHAPES}
+    return _claim_terms(d, y, s, present, robust=st.robust)
+
+
+def _claim_terms(d, y, s, present: dict[str, bool], *, robust: bool):  # noqa: ANN001, ANN202
+    """Per-claim log-likelihood; ``d`` holds :func:`model_data` as tensors, only ``present`` shapes get a term."""
+    import pytensor.tensor as pt
+
+    a, b = d["claim_a"], d["claim_b"]
+    ll = pt.zeros_like(y)
+    if present["normal"]:
+        sel = d["claims_normal"]
         r = (a[sel] - y[sel]) / s[sel]
         ll = pt.set_subtensor(ll[sel], -0.5 * r * r - pt.log(s[sel]) - 0.5 * math.log(2 * math.pi))
-    sel = np.flatnonzero(shape == "box")
-    if len(sel):
+    if present["box"]:
+        sel = d["claims_box"]
         ll = pt.set_subtensor(ll[sel], log_box(y[sel], a[sel], b[sel], s[sel]))
-    sel = np.flatnonzero(shape == "lower")
-    if len(sel):
+    if present["lower"]:
+        sel = d["claims_lower"]
         ll = pt.set_subtensor(ll[sel], log_ndtr((y[sel] - a[sel]) / s[sel]))
-    sel = np.flatnonzero(shape == "upper")
-    if len(sel):
+    if present["upper"]:
+        sel = d["claims_upper"]
         ll = pt.set_subtensor(ll[sel], log_ndtr((b[sel] - y[sel]) / s[sel]))
-    if st.robust:
-        obs = observed_number(shape, st.claim_kind, a, b)
-        r = (obs - y) / st.robust_sd
-        wild = -0.5 * r * r - math.log(st.robust_sd) - 0.5 * math.log(2 * math.pi)
-        ll = pt.logaddexp(math.log1p(-st.robust_weight) + ll, math.log(st.robust_weight) + wild)
+    if robust:
+        w, sd = d["robust"][0], d["robust"][1]
+        r = (d["claim_observed"] - y) / sd
+        wild = -0.5 * r * r - pt.log(sd) - 0.5 * math.log(2 * math.pi)
+        ll = pt.logaddexp(pt.log1p(-w) + ll, pt.log(w) + wild)
     return ll
 
 
 def _series_start(first: np.ndarray) -> np.ndarray:
     """Index of the first cell of each cell's series."""
     return np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
-
-
-def _segment_cumsum(inc, first: np.ndarray):  # noqa: ANN001, ANN202
-    """Cumulative sum restarting at each series' first cell (vectorised)."""
-    import pytensor.tensor as pt
-
-    cs = pt.cumsum(inc)
-    start = _series_start(first)
-    offset = cs[start] - inc[start]
-    return cs - offset
 
 
 def targets_numpy(st: Structure, log_count: np.ndarray, log_bias: np.ndarray, log_rel: np.ndarray):

@@ -1,0 +1,110 @@
+"""The compile cache: one compiled model per layout, numbers swapped in; the approximate mode."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import estimates as est
+from estimates import inference
+from estimates.claims import Hierarchy, normalise, read_claims
+from estimates.errors import ApproximationWarning, OptionError
+from estimates.interpret import Interpretation, shapes_table
+from estimates.model import NUMBERS, build, model_data, signature
+
+from .test_model import FAST
+
+
+def _structure(claims: pd.DataFrame, hierarchy=None):
+    interp = Interpretation()
+    cs = normalise(read_claims(claims), hierarchy=Hierarchy.from_mapping(hierarchy), interpretation=interp)
+    from estimates.model import describe
+
+    return describe(shapes_table(cs.used, interp), cs.hierarchy)
+
+
+def _example(scale: float = 1.0) -> tuple[pd.DataFrame, dict]:
+    claims = est.load_example("isis-2022")
+    hier = claims.attrs["hierarchy"]
+    claims = claims.drop(columns="claim")
+    for col in ("low", "high", "value"):
+        claims[col] = claims[col] * scale
+    return claims, hier
+
+
+def test_signature_ignores_numbers_but_not_layout():
+    a = _structure(*_example())
+    b = _structure(*_example(1.7))
+    assert signature(a) == signature(b)
+    da, db = model_data(a), model_data(b)
+    changed = {k for k in da if da[k].shape != db[k].shape or not np.array_equal(da[k], db[k])}
+    assert changed and changed <= set(NUMBERS)
+    claims, hier = _example()
+    c = _structure(claims.iloc[:-1], hier)  # one claim fewer: another layout
+    assert signature(c) != signature(a)
+
+
+def test_swapped_numbers_give_the_density_of_a_freshly_built_model():
+    """The cache's promise: model(a) with b's numbers set == model(b), at any point."""
+    a = _structure(*_example())
+    b = _structure(*_example(1.7))
+    ma, mb = build(a), build(b)
+    db = model_data(b)
+    import pymc as pm
+
+    pm.set_data({k: db[k] for k in NUMBERS if k in ma.named_vars}, model=ma)
+    rng = np.random.default_rng(0)
+    with FAST:
+        fa, fb = ma.compile_logp(), mb.compile_logp()
+        ga, gb = ma.compile_dlogp(), mb.compile_dlogp()
+        for _ in range(3):
+            ip = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in ma.initial_point().items()}
+            assert fa(ip) == pytest.approx(fb(ip), rel=1e-12)
+            np.testing.assert_allclose(ga(ip), gb(ip), rtol=1e-10)
+
+
+def test_method_must_be_known():
+    with pytest.raises(OptionError, match="method='mcmc'"):
+        est.reconcile([{"region": "A", "value": 10}], method="mcmc")
+
+
+def test_cache_info_names_the_on_disk_cache():
+    info = inference.cache_info()
+    assert info["capacity"] == inference.CACHE_SIZE
+    assert info["compiledir"]
+
+
+@pytest.mark.slow
+def test_second_call_reuses_the_compiled_model_and_matches_a_fresh_compile(example_fit):
+    """Same layout, other numbers: no compile, and the same draws as a fresh compile with that seed."""
+    claims, hier = _example(1.5)
+    cached = est.reconcile(claims, hierarchy=hier, random_seed=5)
+    assert cached.diagnostics["cached"] and cached.diagnostics["compile_seconds"] < 1.0
+    # the numbers were swapped in: medians moved by the factor 1.5 (the data dominate the prior)
+    ratio = cached.intervals["median"].to_numpy() / example_fit.intervals["median"].to_numpy()
+    assert np.median(ratio) == pytest.approx(1.5, rel=0.1)
+    inference.clear_cache()
+    fresh = est.reconcile(claims, hierarchy=hier, random_seed=5)
+    assert not fresh.diagnostics["cached"]
+    pd.testing.assert_frame_equal(cached.intervals, fresh.intervals)
+
+
+@pytest.mark.slow
+def test_advi_is_labelled_approximate_with_its_pareto_k():
+    claims, hier = _example()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        r = est.reconcile(claims, hierarchy=hier, method="advi", draws=250, random_seed=2)
+    d = r.diagnostics
+    assert d["approximate"] is True and d["sampler"] == "advi" and not d["converged"]
+    assert np.isfinite(d["pareto_k"]) and np.isnan(d["r_hat_max"])
+    poor = [w for w in seen if issubclass(w.category, ApproximationWarning)]
+    assert bool(poor) == (d["pareto_k"] > inference.PARETO_K_MAX)
+    assert r.meta["options"]["method"] == "advi"
+    # the intervals are the approximation's: finite, ordered, every cell present
+    iv = r.intervals
+    assert len(iv) == len(r.idata.posterior["log_count"].isel(chain=0, draw=0))
+    assert (iv["lower"] < iv["median"]).all() and (iv["median"] < iv["upper"]).all()
