@@ -68,8 +68,8 @@ def _worker_library(spec: dict) -> dict:
     )
     if spec["engine"] == "advi":
         kw["method"] = "advi"
-    else:
-        kw["sampler"] = spec["engine"]
+    else:  # "pymc-numpyro" is the library's numpyro engine ("numpyro" alone is the hand-written peer)
+        kw["sampler"] = {"pymc-numpyro": "numpyro"}.get(spec["engine"], spec["engine"])
     import warnings
 
     with warnings.catch_warnings():
@@ -241,7 +241,7 @@ def comparison(runs: list[dict], intervals_dir: Path) -> str:
             if other["median"].shape != base["median"].shape:
                 continue
             rates = [r["ess_bulk_min"] / r["sample"] for r in rs if r.get("ess_bulk_min") and r.get("sample")]
-            ratio = f"{ref_rate / np.mean(rates):.2f}" if rates and eng != "nutpie" else "-"
+            ratio = f"{ref_rate / np.mean(rates):.2f}" if rates and eng not in ("nutpie", "advi") else "-"
             w = np.median((other["upper"] - other["lower"]) / base_w)
             dmax = np.max(np.abs(other["median"] - base["median"]) / (base_w / (2 * 1.645)))
             cov = _fmt([r.get("coverage90") for r in rs], 3)
@@ -252,7 +252,12 @@ def comparison(runs: list[dict], intervals_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["article", "medium", "ucdp-prio"])
-    ap.add_argument("--engines", nargs="+", default=["nutpie", "pymc", "advi"])
+    ap.add_argument(
+        "--engines",
+        nargs="+",
+        default=["nutpie", "pymc", "advi"],
+        help="nutpie, pymc, pymc-numpyro, nutpie-jax, advi",
+    )
     ap.add_argument("--peers", nargs="*", default=["stan", "numpyro"], help="hand-written peers (none: --peers)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peer-repeats", type=int, default=None, help="repeats for peers (default: --repeats)")

@@ -205,9 +205,9 @@ def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, 
         "sample_seconds": t2 - t1,
         "gradients": _gradients(idata),
     }
-    for group in ("warmup_posterior", "warmup_sample_stats"):
-        if group in idata.groups():
-            delattr(idata, group)
+    # warm-up draws were kept only to count their gradients
+    az = quiet_import("arviz")
+    idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
     return idata, timing
 
 
