@@ -591,30 +591,21 @@ def log_ndtr(z):  # noqa: ANN001, ANN201 - pytensor in, pytensor out
 def log_box(y, a, b, s):  # noqa: ANN001, ANN201
     """``log([Phi((y-a)/s) - Phi((y-b)/s)] / (b-a))``, stable and branch-safe (pytensor).
 
-    With ``u = (y-a)/s`` and ``v = (y-b)/s < u``: both in the lower tail
-    (``u <= 0``), both in the upper tail (``v >= 0``), or straddling.
+    With ``u = (y-a)/s > v = (y-b)/s``: ``Phi(u) - Phi(v) = Phi(-v) - Phi(-u)``,
+    so the pair is flipped to ``p > q`` with ``p + q <= 0`` (``q`` the far
+    tail) and the difference taken as ``log Phi(p) + log1mexp(log Phi(q) -
+    log Phi(p))``: two log-Phi evaluations, accurate in both tails (the
+    flipped pair never has both values near 1) and when straddling zero.
     """
     import pytensor.tensor as pt
 
-    w = (b - a) / s
     u = (y - a) / s
-    v = u - w
-    # lower tail: log Phi(u) + log1mexp(log Phi(v) - log Phi(u))
-    u1 = pt.minimum(u, 0.0)
-    l1 = log_ndtr(u1)
-    d1 = log_ndtr(u1 - w) - l1
-    lower = l1 + pt.log(-pt.expm1(d1))
-    # upper tail: Phi(u) - Phi(v) = Phi(-v) - Phi(-u)
-    v2 = pt.maximum(v, 0.0)
-    l2 = log_ndtr(-v2)
-    d2 = log_ndtr(-(v2 + w)) - l2
-    upper = l2 + pt.log(-pt.expm1(d2))
-    # straddling: 1 - Phi(-u) - Phi(v)
-    u3 = pt.maximum(u, 0.0)
-    v3 = pt.minimum(v, 0.0)
-    mid = pt.log1p(-(pt.exp(log_ndtr(-u3)) + pt.exp(log_ndtr(v3))))
-    out = pt.switch(u <= 0.0, lower, pt.switch(v >= 0.0, upper, mid))
-    return out - pt.log(b - a)
+    v = (y - b) / s
+    flip = (u + v) > 0.0
+    p = pt.switch(flip, -v, u)
+    q = pt.switch(flip, -u, v)
+    lp = log_ndtr(p)
+    return lp + pt.log(-pt.expm1(log_ndtr(q) - lp)) - pt.log(b - a)
 
 
 def _segment_lse(x, idx: np.ndarray, mask: np.ndarray):  # noqa: ANN001, ANN202
