@@ -71,12 +71,6 @@ def test_method_must_be_known():
         est.reconcile([{"region": "A", "value": 10}], method="mcmc")
 
 
-def test_cache_info_names_the_on_disk_cache():
-    info = inference.cache_info()
-    assert info["capacity"] == inference.CACHE_SIZE
-    assert info["compiledir"]
-
-
 @pytest.mark.slow
 def test_second_call_reuses_the_compiled_model_and_matches_a_fresh_compile(example_fit):
     """Same layout, other numbers: no compile, and the same draws as a fresh compile with that seed."""

@@ -170,8 +170,9 @@ def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, 
         )
     else:
         pm = quiet_import("pymc")
+        # the built model is reused, but pm.sample compiles anew each call (from
+        # PyTensor's on-disk C cache; numpyro: JAX's), so it is never "cached"
         pm.set_data({k: data[k] for k in NUMBERS if k in entry.model.named_vars}, model=entry.model)
-        entry.compiled[which] = True  # PyMC compiles inside pm.sample (C code cached on disk; numpyro: JAX's)
         extra = {"nuts_sampler": "numpyro"} if which == "numpyro" else {}
         t1 = time.perf_counter()
         logger = logging.getLogger("pymc")
@@ -196,18 +197,20 @@ def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, 
         finally:
             logger.setLevel(level)
     t2 = time.perf_counter()
-    idata = _tidy(idata, st)
+    gradients = _gradients(idata)
+    # warm-up draws were kept only to count their gradients
+    az = quiet_import("arviz")
+    idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
+    if "quantity" in idata.posterior.coords:  # a reused model carries its first call's labels
+        idata.posterior = idata.posterior.assign_coords(quantity=list(st.quantities))
     timing = {
         "sampler": which,
         "cached": bool(cached),
         "build_seconds": t0 - tb,
         "compile_seconds": t1 - t0,
         "sample_seconds": t2 - t1,
-        "gradients": _gradients(idata),
+        "gradients": gradients,
     }
-    # warm-up draws were kept only to count their gradients
-    az = quiet_import("arviz")
-    idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
     return idata, timing
 
 
@@ -218,15 +221,6 @@ def _gradients(idata: Any) -> int:
         if group in idata.groups() and "n_steps" in idata[group]:
             n += int(idata[group]["n_steps"].sum())
     return n
-
-
-def _tidy(idata: Any, st: Any) -> Any:
-    """Label the posterior with this call's coordinates (a reused model carries its first call's)."""
-    q = list(st.quantities)
-    for group in ("posterior", "warmup_posterior"):
-        if group in idata.groups() and "quantity" in idata[group].coords:
-            idata[group] = idata[group].assign_coords(quantity=q)
-    return idata
 
 
 def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) -> dict[str, Any]:

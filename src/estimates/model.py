@@ -790,6 +790,7 @@ def signature(st: Structure) -> tuple:
     """
     is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
     b = _bias_layout(st)
+    scale_ce, rel_ce = _scales_centred(st), _reliability_centred(st)
     return (
         ("quantities", len(st.quantities)),
         ("cells", len(st.cells)),
@@ -797,8 +798,8 @@ def signature(st: Structure) -> tuple:
         ("scales", len(st.walk_quantities), len(st.walk_root_quantity), len(st.share_quantity)),
         ("walk_params", int((~st.walk_centred).sum()), int(st.walk_centred.sum())),  # non-centred, centred
         ("sources", len(st.sources), bool(is_ref.any())),
-        ("scale_params", int((~_scales_centred(st)).sum()), int(_scales_centred(st).sum())),
-        ("reliability_params", int((~_reliability_centred(st)).sum()), int(_reliability_centred(st).sum())),
+        ("scale_params", int((~scale_ce).sum()), int(scale_ce.sum())),
+        ("reliability_params", int((~rel_ce).sum()), int(rel_ce.sum())),
         ("bias_params", len(b["bias_level_q"]), len(b["con_nc"]), len(b["con_ce"]), len(b["ref_nb"]), len(b["ref_cb"])),
         ("sum_cells", st.cell_members.shape[1] > 1),
         ("shapes", tuple(bool((st.claim_shape == s).any()) for s in SHAPES)),
