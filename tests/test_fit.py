@@ -58,11 +58,12 @@ def test_example_samples_without_divergences_at_defaults(example_fit):
     assert d["divergences"] == 0, d
     assert d["converged"], d
     contract = {"r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"}
-    timing = {"cached", "build_seconds", "compile_seconds", "sample_seconds", "gradients", "approximate"}
+    timing = {"cached", "build_seconds", "compile_seconds", "sample_seconds", "gradients", "approximate", "loo"}
     assert set(d) == contract | timing
     assert d["approximate"] is False and d["gradients"] > 0
     assert d["seconds"] == pytest.approx(d["build_seconds"] + d["compile_seconds"] + d["sample_seconds"])
-    assert set(example_fit.meta["timings"]) == {"prepare", "build", "compile", "sample", "summarise", "total"}
+    assert set(example_fit.meta["timings"]) == {"prepare", "build", "compile", "sample", "checks", "summarise", "total"}
+    assert set(d["loo"]) == {"refits", "claims_refit", "claims_unreliable", "pareto_k_max", "seconds"}
 
 
 def test_example_tables_follow_the_contract(example_fit):
@@ -79,12 +80,15 @@ def test_example_tables_follow_the_contract(example_fit):
         "reliability",
         "reliability_lower",
         "reliability_upper",
+        "influence",
+        "influence_method",
     ]
     assert len(cl) == len(claims)
     assert list(cl["claim_id"]) == list(claims["claim_id"])
     pd.testing.assert_series_equal(cl["quote"], claims["quote"])
     assert (cl["status"] == "used").all()
-    assert cl["tension"].between(0, 1).all()
+    # the only claim about its quantity has no tension (nothing to disagree with)
+    assert cl["tension"].between(0, 1).sum() == len(cl) - 3
     assert (cl["predicted_lower"] < cl["predicted_upper"]).all()
     # leaves and aggregates, every period of their quantity
     fighters = iv[iv["quantity"] == "fighters"]

@@ -29,6 +29,7 @@ from .errors import (  # noqa: E402
 )
 from .interpret import DEFAULT_PROB, Interpretation  # noqa: E402
 from .phrases import ClaimParseError, parse_claim  # noqa: E402
+from .plots import plot_claims, plot_sources, plot_timeline  # noqa: E402
 from .results import Reconciliation  # noqa: E402
 
 __all__ = [
@@ -54,5 +55,8 @@ __all__ = [
     "example_hierarchy",
     "load_example",
     "parse_claim",
+    "plot_claims",
+    "plot_sources",
+    "plot_timeline",
     "reconcile",
 ]

@@ -7,6 +7,7 @@ passes data along.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 import warnings
@@ -18,7 +19,7 @@ import pandas as pd
 
 from . import __version__
 from .claims import ClaimsLike, Hierarchy, normalise, read_claims
-from .errors import OptionError
+from .errors import ApproximationWarning, OptionError
 from .inference import (
     SamplerOptions,
     approximate,
@@ -71,6 +72,7 @@ def reconcile(
     sampler: str = "auto",
     decimal: str | None = None,
     method: str = "nuts",
+    refits: int = 20,
 ) -> Reconciliation:
     """Reconcile conflicting claims into posterior intervals per region and time.
 
@@ -115,6 +117,12 @@ def reconcile(
         large problems, labelled ``approximate`` in ``diagnostics`` with its
         Pareto ``k`` (above 0.7 it warns: the approximation is far from the
         posterior and its intervals are likely too narrow).
+    refits : int
+        At most this many exact refits (leaving out a claim, or a source for
+        its influence) where the importance weights of PSIS-LOO are
+        unreliable (Pareto k above 0.7). Each reuses the compiled model and
+        costs one more sampling run; 0 keeps every PSIS estimate and says
+        which are unreliable (``claims["loo"]``, ``diagnostics["loo"]``).
 
     Returns
     -------
@@ -139,6 +147,8 @@ def reconcile(
         raise OptionError(f"prob={prob!r} must be strictly between 0 and 1, e.g. 0.9")
     if random_seed is not None and not isinstance(random_seed, (int, np.integer)):
         raise OptionError(f"random_seed={random_seed!r} must be a whole number or None")
+    if isinstance(refits, bool) or not isinstance(refits, (int, np.integer)) or refits < 0:
+        raise OptionError(f"refits={refits!r} must be a whole number >= 0 (0: no refits)")
     if method not in METHODS:
         raise OptionError(f"method={method!r} is not supported; use one of: {', '.join(METHODS)}")
     options = SamplerOptions(draws=draws, tune=tune, chains=chains, target_accept=target_accept, sampler=sampler)
@@ -149,16 +159,7 @@ def reconcile(
 
     t_start = time.perf_counter()
     table_in = read_claims(claims)
-    cs = normalise(table_in, hierarchy=hier, interpretation=interp, errors=errors, decimal=decimal)
-    shaped = shapes_table(cs.used, interp)
-    st = describe(
-        shaped,
-        cs.hierarchy,
-        reference=reference,
-        robust=robust,
-        robust_weight=interp.robust_weight,
-        robust_sd=interp.robust_sd,
-    )
+    cs, st = prepare(table_in, hier, interp, reference=reference, robust=robust, errors=errors, decimal=decimal)
     for note in st.notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     t_prepared = time.perf_counter()
@@ -199,10 +200,13 @@ def reconcile(
     }
     idata.posterior.attrs.update({"estimates_version": __version__, "input_sha256": meta["input_sha256"]})
     t_fitted = time.perf_counter()
+    checks, influence, loo_diag = _checks(st, idata, options, sampler_seed, prob, refits, method == "nuts")
+    diag["loo"] = loo_diag
+    t_checked = time.perf_counter()
     tables = {
         "intervals": summarise_intervals(st, idata, prob),
-        "sources": summarise_sources(st, idata, prob),
-        "claims": summarise_claims(st, idata, cs.table, prob, rng),
+        "sources": _with_influence(summarise_sources(st, idata, prob), influence),
+        "claims": summarise_claims(st, idata, cs.table, prob, rng, checks),
     }
     t_end = time.perf_counter()
     meta["timings"] = {
@@ -210,10 +214,158 @@ def reconcile(
         "build": timing["build_seconds"],
         "compile": timing["compile_seconds"],
         "sample": timing["sample_seconds"],
-        "summarise": t_end - t_fitted,
+        "checks": t_checked - t_fitted,
+        "summarise": t_end - t_checked,
         "total": t_end - t_start,
     }
-    return Reconciliation(**tables, diagnostics=diag, idata=idata, meta=meta)
+    result = Reconciliation(**tables, diagnostics=diag, idata=idata, meta=meta)
+    result.influence_table = influence
+    return result
+
+
+def _checks(
+    st: Any, idata: Any, options: SamplerOptions, seed: int, prob: float, refits: int, exact: bool
+) -> tuple[dict[str, np.ndarray], pd.DataFrame, dict[str, Any]]:
+    """Leave-one-out tension of every claim and the influence of every source (:mod:`estimates.loo`).
+
+    PSIS first; where a Pareto k exceeds :data:`~estimates.loo.LOO_K_MAX`,
+    an exact refit with the claim (or the source's claims) weighted 0, worst
+    k first, while ``refits`` lasts. ``exact`` is False for an approximate
+    posterior: its draws are not MCMC draws, nothing is refit, and every
+    estimate says so.
+    """
+    from . import loo
+
+    t0 = time.perf_counter()
+    n = len(st.claim_row)
+    pw = loo.pointwise(st, idata)
+    tension, k = loo.psis_tension(st, pw)
+    how = np.array(["psis"] * n, dtype=object)
+    memo: dict[tuple[int, ...], Any] = {}
+    budget = [refits if exact else 0]
+    # a refit estimates tail probabilities and intervals, not a whole
+    # posterior: 2 chains x (500 + 500) are plenty (the tails are exact per
+    # draw, so the Monte Carlo error is that of a mean of 1,000 draws)
+    refit_options = dataclasses.replace(
+        options, chains=min(options.chains, 2), draws=min(options.draws, 500), tune=min(options.tune, 500)
+    )
+
+    def without(cols: np.ndarray) -> Any | None:
+        key = tuple(sorted(int(c) for c in cols))
+        if key not in memo:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
+            w = np.ones(n)
+            w[list(key)] = 0.0
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a refit's own convergence is not the user's fit
+                memo[key] = sample(st, refit_options, seed + 1 + len(memo), claim_weight=w)[0]
+        return memo[key]
+
+    label = "psis" if exact else "psis (approximate posterior)"
+    how[:] = label
+    # the only claim about a quantity has nothing to be in tension with (left
+    # out, its quantity is back to the prior, which is centred on the claims)
+    q_of_claim = st.sources["q_idx"].to_numpy(np.int64)[st.claim_source] if n else np.zeros(0, np.int64)
+    alone = np.bincount(q_of_claim, minlength=len(st.quantities))[q_of_claim] == 1
+    tension[alone] = np.nan
+    how[alone] = "no other claim"
+    for i in np.argsort(-k):
+        if k[i] <= loo.LOO_K_MAX:
+            break
+        if alone[i]:
+            continue
+        fit = without(np.array([i]))
+        if fit is None:
+            how[i] = f"{label}, k > {loo.LOO_K_MAX}: unreliable"
+            continue
+        tension[i] = loo.refit_tension(st, fit, int(i))
+        how[i] = "refit"
+    checks = {
+        "tension": tension,
+        "tension_in_sample": loo.in_sample_tension(st, pw),
+        "pareto_k": k,
+        "loo": how,
+        "p_wild": pw.p_wild,
+    }
+    # ---- influence of each source
+    log_count = loo._draws(idata, "log_count")
+    parts = []
+    q_of_src = st.sources["q_idx"].to_numpy(np.int64)
+    for j in range(len(st.sources)):
+        if not len(loo.source_claims(st, j)):
+            continue
+        w, kj = loo.source_psis(st, pw, j)
+        if (q_of_src == q_of_src[j]).sum() == 1:  # without it the quantity has no data
+            rows = loo.influence_rows(st, log_count, j, log_count, None, prob, "only source", kj)
+            rows[["median_without", "lower_without", "upper_without", "shift", "width_ratio"]] = np.nan
+            parts.append(rows)
+            continue
+        fit = without(loo.source_claims(st, j)) if kj > loo.LOO_K_MAX else None
+        if fit is not None:
+            parts.append(loo.influence_rows(st, log_count, j, loo._draws(fit, "log_count"), None, prob, "refit", kj))
+        else:
+            m = label if kj <= loo.LOO_K_MAX else f"{label}, k > {loo.LOO_K_MAX}: unreliable"
+            parts.append(loo.influence_rows(st, log_count, j, log_count, w, prob, m, kj))
+    influence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=loo.INFLUENCE_COLUMNS)
+    unreliable = int(sum("unreliable" in h for h in how))
+    diag = {
+        "refits": len(memo),
+        "claims_refit": int((how == "refit").sum()),
+        "claims_unreliable": unreliable,
+        "pareto_k_max": float(k.max()) if n else float("nan"),
+        "seconds": time.perf_counter() - t0,
+    }
+    if unreliable and exact:
+        warnings.warn(
+            f"{unreliable} claim(s) have PSIS-LOO Pareto k above {loo.LOO_K_MAX} and were not refit "
+            f"(refits={refits} were used up): their tension is unreliable (claims['loo'] says which). "
+            f"Pass a larger refits= to refit them.",
+            ApproximationWarning,
+            stacklevel=3,
+        )
+    return checks, influence[loo.INFLUENCE_COLUMNS], diag
+
+
+def _with_influence(sources: pd.DataFrame, influence: pd.DataFrame) -> pd.DataFrame:
+    """Add ``influence`` (largest relative move of any median when the source is dropped) and its method."""
+    out = sources.copy()
+    out["influence"] = np.nan
+    out["influence_method"] = pd.Series([""] * len(out), index=out.index, dtype=object)
+    if not len(influence):
+        return out
+    g = influence.assign(abs_shift=influence["shift"].abs()).groupby(["quantity", "source"], sort=False)
+    top = g["abs_shift"].max()
+    meth = influence.groupby(["quantity", "source"], sort=False)["method"].first()
+    keys = list(zip(out["quantity"], out["source"], strict=True))
+    out["influence"] = [top.get(key, np.nan) for key in keys]
+    out["influence_method"] = [meth.get(key, "") for key in keys]
+    return out
+
+
+def prepare(
+    table: pd.DataFrame,
+    hierarchy: Hierarchy,
+    interp: Interpretation,
+    *,
+    reference: str | None = None,
+    robust: bool = False,
+    errors: str = "raise",
+    decimal: str | None = None,
+) -> tuple[Any, Any]:
+    """Claims table to ``(ClaimSet, Structure)``: everything :func:`reconcile` does before the model."""
+    cs = normalise(table, hierarchy=hierarchy, interpretation=interp, errors=errors, decimal=decimal)
+    shaped = shapes_table(cs.used, interp)
+    st = describe(
+        shaped,
+        cs.hierarchy,
+        reference=reference,
+        robust=robust,
+        robust_weight=interp.robust_weight,
+        robust_sd=interp.robust_sd,
+    )
+    return cs, st
 
 
 def _fit_seconds(timing: dict[str, Any]) -> float:

@@ -1,10 +1,12 @@
 """The ``estimates`` command.
 
 ``estimates demo`` reconciles the embedded example and prints the intervals
-and sources; ``estimates reconcile claims.csv -o intervals.csv`` does the same
-for a file (``-`` reads standard input or writes standard output). Output
-files are written atomically. Bad input exits with status 2 and one line on
-standard error.
+and sources (``--report report.html`` also writes the HTML report);
+``estimates reconcile claims.csv -o intervals.csv`` does the same for a file
+(``-`` reads standard input or writes standard output); ``estimates report
+claims.csv -o report.html`` reconciles a file with the same options and
+writes one self-contained HTML report. Output files are written atomically.
+Bad input exits with status 2 and one line on standard error.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def format_table(df: pd.DataFrame, numeric: Sequence[str]) -> str:
 
 
 def _print_result(result, out) -> None:  # noqa: ANN001
+    from .results import TENSION_THRESHOLD
+
     iv = result.intervals
     prob = result.meta["options"]["prob"]
     print(f"Posterior medians and {prob:.0%} intervals (counts)", file=out)
@@ -61,10 +65,22 @@ def _print_result(result, out) -> None:  # noqa: ANN001
     print(
         format_table(
             result.sources,
-            ["bias", "bias_lower", "bias_upper", "reliability", "reliability_lower", "reliability_upper"],
+            ["bias", "bias_lower", "bias_upper", "reliability", "reliability_lower", "reliability_upper", "influence"],
         ),
         file=out,
     )
+    print("", file=out)
+    print(
+        f"Claims: leave-one-out tension (below {TENSION_THRESHOLD:g}: does not fit the rest, flagged)",
+        file=out,
+    )
+    cl = result.claims
+    cols = [c for c in ("claim_id", "region", "time", "source", "claim", "status", "tension", "flagged") if c in cl]
+    shown = cl[cols].copy()
+    if "claim" in shown:
+        shown["claim"] = [t if not isinstance(t, str) or len(t) <= 40 else t[:39] + "..." for t in shown["claim"]]
+    shown["tension"] = ["-" if pd.isna(t) else f"{t:.2g}" for t in cl["tension"]]
+    print(format_table(shown, []), file=out)
     d = result.diagnostics
     print("", file=out)
     if d.get("approximate"):
@@ -81,6 +97,13 @@ def _print_result(result, out) -> None:  # noqa: ANN001
         f"converged {d['converged']}",
         file=out,
     )
+    lo = d.get("loo")
+    if lo:
+        print(
+            f"Leave-one-out: {lo['claims_refit']} claim(s) refit exactly, {lo['claims_unreliable']} unreliable, "
+            f"{lo['refits']} refit(s) in {lo['seconds']:.1f} s (max Pareto k {lo['pareto_k_max']:.2f})",
+            file=out,
+        )
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -102,6 +125,25 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         default="nuts",
         help="nuts (default) samples the posterior; advi is a fast approximation, labelled as such",
     )
+    p.add_argument(
+        "--refits",
+        type=int,
+        default=20,
+        help="at most this many exact refits where leave-one-out weights are unreliable (default 20; 0: none)",
+    )
+
+
+def _input_args(p: argparse.ArgumentParser) -> None:
+    """Options about reading a claims file, shared by ``reconcile`` and ``report``."""
+    p.add_argument("--hierarchy", help="JSON file mapping each aggregate to its members")
+    p.add_argument("--reference", help="a source taken as unbiased")
+    p.add_argument("--decimal", choices=(".", ","), help="decimal mark of numbers in 'claim' texts")
+    p.add_argument(
+        "--errors",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on a bad row: stop (raise, default) or skip it and mark it rejected",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconcile the claims of the embedded example and print intervals and sources.",
     )
     demo.add_argument("--example", default="isis-2022", help="embedded example (default isis-2022)")
+    demo.add_argument("--report", metavar="PATH", help="also write the HTML report (figures, tables) to PATH")
     _sampling_args(demo)
 
     par = sub.add_parser(
@@ -139,18 +182,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
     rec.add_argument("-o", "--output", default="-", help="intervals CSV to write (default -: standard output)")
-    rec.add_argument("--hierarchy", help="JSON file mapping each aggregate to its members")
-    rec.add_argument("--reference", help="a source taken as unbiased")
     rec.add_argument("--sources-out", help="also write the sources table to this CSV")
     rec.add_argument("--claims-out", help="also write the claims table (with status and tension) to this CSV")
-    rec.add_argument("--decimal", choices=(".", ","), help="decimal mark of numbers in 'claim' texts")
-    rec.add_argument(
-        "--errors",
-        choices=("raise", "skip"),
-        default="raise",
-        help="on a bad row: stop (raise, default) or skip it and mark it rejected",
-    )
+    _input_args(rec)
     _sampling_args(rec)
+
+    rep = sub.add_parser(
+        "report",
+        help="reconcile a claims CSV and write one self-contained HTML report",
+        description="Reconcile the claims in a CSV file (- for standard input), as 'reconcile' does, and write "
+        "an HTML report: summary, claims in tension with their quotes, figures, tables and diagnostics.",
+    )
+    rep.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
+    rep.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")
+    _input_args(rep)
+    _sampling_args(rep)
 
     cache = sub.add_parser(
         "cache",
@@ -267,6 +313,7 @@ def _run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         robust=args.robust,
         method=args.method,
+        refits=args.refits,
     )
     if args.prob is not None:
         kw["prob"] = args.prob
@@ -276,6 +323,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Reconciling {len(claims)} claims of the '{args.example}' example ...", file=sys.stderr)
         result = est.reconcile(claims, **kw)
         _print_result(result, sys.stdout)
+        if args.report:
+            path = result.report(args.report)
+            print(f"Report written to {path}", file=sys.stdout)
         print(f"Total wall time {time.perf_counter() - t0:.1f} s", file=sys.stdout)
         return 0
     claims = _read_claims_arg(args.claims)
@@ -288,12 +338,19 @@ def _run(args: argparse.Namespace) -> int:
     result = est.reconcile(
         claims, hierarchy=hierarchy, reference=args.reference, errors=args.errors, decimal=args.decimal, **kw
     )
+    d = result.diagnostics
+    if args.command == "report":
+        path = result.report(args.output)
+        print(
+            f"estimates: {len(result.claims)} claims -> {len(result.intervals)} intervals; report written to {path}",
+            file=sys.stderr,
+        )
+        return 0
     _write_csv(result.intervals, args.output)
     if args.sources_out:
         _write_csv(result.sources, args.sources_out)
     if args.claims_out:
         _write_csv(result.claims, args.claims_out)
-    d = result.diagnostics
     print(
         f"estimates: {len(result.claims)} claims -> {len(result.intervals)} intervals; "
         f"R-hat {d['r_hat_max']:.3f}, ESS {d['ess_bulk_min']:.0f}, divergences {d['divergences']}, "

@@ -24,6 +24,9 @@ from .errors import ApproximationWarning, ConvergenceWarning, OptionError
 
 SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "nutpie-jax")
 
+#: nutpie mass-matrix adaptations (see :class:`SamplerOptions`).
+ADAPTATIONS = ("auto", "gradient", "stan")
+
 #: Thresholds for ``diagnostics["converged"]``.
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -38,6 +41,10 @@ class SamplerOptions:
     chains: int = 4
     target_accept: float = 0.95
     sampler: str = "auto"
+    #: nutpie's mass-matrix adaptation: ``gradient`` (nutpie's default, from
+    #: draws and gradients), ``stan`` (draw variances only) or ``auto``
+    #: (see :func:`nutpie_adaptation`).
+    adaptation: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("draws", "tune", "chains"):
@@ -48,6 +55,8 @@ class SamplerOptions:
             raise OptionError(f"target_accept={self.target_accept!r} must be in [0.5, 1)")
         if self.sampler not in SAMPLERS:
             raise OptionError(f"sampler={self.sampler!r} is not supported; use one of: {', '.join(SAMPLERS)}")
+        if self.adaptation not in ADAPTATIONS:
+            raise OptionError(f"adaptation={self.adaptation!r} is not supported; use one of: {', '.join(ADAPTATIONS)}")
 
 
 def resolve_sampler(name: str) -> str:
@@ -127,19 +136,38 @@ def _entry(st: Any) -> tuple[_Entry, bool]:
     return _CACHE[key], hit
 
 
-def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, Any]]:
+def nutpie_adaptation(adaptation: str) -> str:
+    """The mass-matrix adaptation nutpie runs: ``gradient`` or ``stan``.
+
+    ``auto`` is ``stan`` (variances of the draws), measured over three seeds
+    on every benchmark problem (``benchmarks/adaptation.py``): on the sparse
+    UCDP/PRIO problem nutpie's gradient-based default converged in 0 of 3
+    runs (min ESS 210) and the Stan-style one in 3 of 3 (min ESS 2,620); on
+    the article and medium problems it gave 18% and 15% more ESS per second.
+    """
+    if adaptation != "auto":
+        return adaptation
+    return "stan"
+
+
+def sample(
+    st: Any, options: SamplerOptions, seed: int, claim_weight: np.ndarray | None = None
+) -> tuple[Any, dict[str, Any]]:
     """Run NUTS for the structure ``st``, reusing a compiled model of the same signature.
 
     Returns ``(idata, timing)``; ``timing`` has ``sampler``, ``cached``
     (a compiled model was reused), ``build_seconds``, ``compile_seconds``,
     ``sample_seconds`` (PyMC's sampler compiles inside it, from its on-disk
     C cache) and ``gradients`` (log-density gradient evaluations, warm-up
-    included).
+    included). ``claim_weight`` (one per used claim, default all 1) scales
+    each claim's log-likelihood: 0 leaves a claim out without recompiling.
     """
     from .model import NUMBERS, model_data
 
     which = resolve_sampler(options.sampler)
     data = model_data(st)
+    if claim_weight is not None:
+        data["claim_weight"] = np.asarray(claim_weight, dtype=float)
     tb = time.perf_counter()
     entry, hit = _entry(st)
     t0 = time.perf_counter()
@@ -165,6 +193,7 @@ def sample(st: Any, options: SamplerOptions, seed: int) -> tuple[Any, dict[str, 
             chains=options.chains,
             seed=seed,
             target_accept=options.target_accept,
+            use_grad_based_mass_matrix=nutpie_adaptation(options.adaptation) == "gradient",
             progress_bar=False,
             cores=min(options.chains, os.cpu_count() or 1),
         )
@@ -308,9 +337,10 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
     model = entry.model
     data = model_data(st)
     pm.set_data({k: data[k] for k in NUMBERS if k in model.named_vars}, model=model)
+    names = [v for v in _KEPT if v in model.named_vars]
     fn = entry.compiled.get("advi")
     if fn is None:
-        outs = model.replace_rvs_by_values([model.logp(jacobian=True), *(model[v] for v in _KEPT)])
+        outs = model.replace_rvs_by_values([model.logp(jacobian=True), *(model[v] for v in names)])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
             fn = entry.compiled["advi"] = pm.pytensorf.compile(model.value_vars, outs, on_unused_input="ignore")
@@ -335,12 +365,12 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
     by_name = {name: (slc, shape) for name, slc, shape, _ in group.ordering.values()}
     by_var = {v: by_name[v.name] for v in value_vars}
     logp = np.empty(n)
-    kept: dict[str, list[np.ndarray]] = {v: [] for v in _KEPT}
+    kept: dict[str, list[np.ndarray]] = {v: [] for v in names}
     for i in range(n):
         args = [z[i, by_var[v][0]].reshape(by_var[v][1]) for v in value_vars]
         res = fn(*args)
         logp[i] = res[0]
-        for name, val in zip(_KEPT, res[1:], strict=True):
+        for name, val in zip(names, res[1:], strict=True):
             kept[name].append(np.asarray(val))
     t2 = time.perf_counter()
     with warnings.catch_warnings():
@@ -363,8 +393,8 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
     return idata, timing
 
 
-#: Posterior quantities the results are computed from.
-_KEPT = ("log_count", "log_bias", "log_reliability")
+#: Posterior quantities the results are computed from (those the model has).
+_KEPT = ("log_count", "log_bias", "log_reliability", "bias_sd", "bias_mean", "reliability_mean")
 
 
 def approximation_diagnostics(timing: dict[str, Any]) -> dict[str, Any]:

@@ -399,6 +399,54 @@ def simulate_statement(
     return out
 
 
+def statement_tails(
+    shape: np.ndarray,
+    kind: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    sd: np.ndarray,
+    y: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``P(rep <= obs)`` and ``P(rep >= obs)`` per draw, exactly, for :func:`simulate_statement`'s ``rep``.
+
+    ``obs`` is :func:`observed_number`. Normal and censored shapes: the
+    replicate is ``y`` plus normal noise, so each tail is a normal CDF. A box
+    adds a uniform offset over its width ``w``, whose integral of the normal
+    CDF is closed form: ``int_0^1 Phi(x + u w / s) du = s / w [G(x + w / s) - G(x)]``
+    with ``G(x) = x Phi(x) + phi(x)``. Both tails are computed directly (not
+    as one minus the other) so small tail probabilities keep their digits.
+    """
+    from scipy.special import ndtr
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return x * ndtr(x) + np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+    obs = observed_number(shape, kind, a, b)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d = (obs - y) / sd  # standardised distance of the observed number above the target
+        below, above = ndtr(d), ndtr(-d)
+        box = shape == "box"
+        if box.any():
+            w = np.where(box & np.isfinite(b - a), b - a, 1.0) / sd  # box width in noise sds
+            lo_edge = box & (kind == "at_least")  # rep = y - u w + noise
+            hi_edge = box & (kind != "at_least")  # rep = y + u w + noise
+            b_lo = (g(d + w) - g(d)) / w
+            a_lo = (g(-d) - g(-d - w)) / w
+            b_hi = (g(d) - g(d - w)) / w
+            a_hi = (g(-d + w) - g(-d)) / w
+            below = np.where(lo_edge, b_lo, np.where(hi_edge, b_hi, below))
+            above = np.where(lo_edge, a_lo, np.where(hi_edge, a_hi, above))
+    return np.clip(below, 0.0, 1.0), np.clip(above, 0.0, 1.0)
+
+
+def tension_from_tails(shape: np.ndarray, below: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Two-sided tail probability of a claim; a censored bound is in tension on one side only."""
+    t = 2.0 * np.minimum(below, above)
+    t = np.where(shape == "lower", 2.0 * above, t)
+    t = np.where(shape == "upper", 2.0 * below, t)
+    return np.minimum(1.0, t)
+
+
 def observed_number(shape: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The observed counterpart of :func:`simulate_statement` (log scale)."""
     out = np.where(shape == "normal", a, np.nan)

@@ -599,13 +599,18 @@ def log_box(y, a, b, s):  # noqa: ANN001, ANN201
     """
     import pytensor.tensor as pt
 
+    return _flipped_box(y, a, b, s, where=pt.switch, lndtr=log_ndtr, log=pt.log, expm1=pt.expm1)
+
+
+def _flipped_box(y, a, b, s, *, where, lndtr, log, expm1):  # noqa: ANN001, ANN202
+    """The arithmetic of :func:`log_box`, for pytensor and for numpy."""
     u = (y - a) / s
     v = (y - b) / s
     flip = (u + v) > 0.0
-    p = pt.switch(flip, -v, u)
-    q = pt.switch(flip, -u, v)
-    lp = log_ndtr(p)
-    return lp + pt.log(-pt.expm1(log_ndtr(q) - lp)) - pt.log(b - a)
+    p = where(flip, -v, u)
+    q = where(flip, -u, v)
+    lp = lndtr(p)
+    return lp + log(-expm1(lndtr(q) - lp)) - log(b - a)
 
 
 def _segment_lse(x, idx: np.ndarray, mask: np.ndarray):  # noqa: ANN001, ANN202
@@ -626,7 +631,17 @@ SHAPES = ("normal", "box", "lower", "upper")
 #: longer to compile the same graph with symbolic indices (46-76 s against
 #: 11 s on the article example), so a new layout is worth a new compile but a
 #: new set of numbers is not.
-NUMBERS = ("walk_sqrt_dt", "walk_mean0", "walk_sd0", "claim_a", "claim_b", "claim_spread", "claim_observed", "robust")
+NUMBERS = (
+    "walk_sqrt_dt",
+    "walk_mean0",
+    "walk_sd0",
+    "claim_a",
+    "claim_b",
+    "claim_spread",
+    "claim_observed",
+    "claim_weight",
+    "robust",
+)
 
 
 def model_data(st: Structure) -> dict[str, np.ndarray]:
@@ -691,6 +706,9 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
         "claim_b": np.nan_to_num(st.claim_b.astype(float), nan=0.0, posinf=0.0, neginf=0.0),
         "claim_spread": st.claim_spread.astype(float),
         "claim_observed": np.nan_to_num(obs.astype(float)),
+        # 1 for every claim; 0 leaves a claim out (exact leave-one-out and
+        # drop-a-source refits reuse the compiled model this way)
+        "claim_weight": np.ones(len(st.claim_row)),
         "robust": np.array([float(st.robust_weight), float(st.robust_sd)]),  # weight, sd
     }
     for name in SHAPES:
@@ -977,7 +995,7 @@ def build(st: Structure):  # noqa: ANN201 - returns pm.Model
         s = d["claim_spread"] * pt.exp(log_kappa[d["claim_source"]])
         present = dict(zip(SHAPES, sig["shapes"][0], strict=True))
         ll = _claim_terms(d, y, s, present, robust=sig["robust"][0])
-        pm.Potential("claims", pt.sum(ll))
+        pm.Potential("claims", pt.sum(d["claim_weight"] * ll))
     return model
 
 
@@ -1015,6 +1033,66 @@ def _claim_terms(d, y, s, present: dict[str, bool], *, robust: bool):  # noqa: A
         wild = -0.5 * r * r - pt.log(sd) - 0.5 * math.log(2 * math.pi)
         ll = pt.logaddexp(pt.log1p(-w) + ll, pt.log(w) + wild)
     return ll
+
+
+def log_box_numpy(y: np.ndarray, a: np.ndarray, b: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """:func:`log_box` in numpy (same flip into the lower tail)."""
+    from scipy.special import log_ndtr
+
+    return _flipped_box(y, a, b, s, where=np.where, lndtr=log_ndtr, log=np.log, expm1=np.expm1)
+
+
+def claim_loglik_numpy(
+    st: Structure,
+    y: np.ndarray,
+    s: np.ndarray,
+    cols: np.ndarray | None = None,
+    wild_sd: np.ndarray | float | None = None,
+    robust: bool | None = None,
+) -> np.ndarray:
+    """Per-claim log-likelihood in numpy (draws x claims), the terms of :func:`build`.
+
+    ``cols`` picks claims (all by default; ``y`` and ``s`` then hold only
+    those columns); ``wild_sd`` overrides the robust component's spread
+    (a source bias integrated out widens it); ``robust=False`` gives the
+    ordinary term alone, as if no claim could be wild.
+    """
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ll = _claim_loglik_numpy(st, y, s, cols)
+        if st.robust if robust is None else robust:
+            w = float(st.robust_weight)
+            ll = np.logaddexp(math.log1p(-w) + ll, math.log(w) + wild_loglik(st, y, cols, wild_sd))
+        return ll
+
+
+def wild_loglik(st: Structure, y: np.ndarray, cols: np.ndarray | None = None, sd=None) -> np.ndarray:  # noqa: ANN001
+    """Log density of each claim's stated number under the robust "wild" component."""
+    cols = np.arange(len(st.claim_row)) if cols is None else np.asarray(cols)
+    sd = float(st.robust_sd) if sd is None else sd
+    obs = np.nan_to_num(observed_number(st.claim_shape[cols], st.claim_kind[cols], st.claim_a[cols], st.claim_b[cols]))
+    r = (obs - y) / sd
+    return -0.5 * r * r - np.log(sd) - 0.5 * math.log(2 * math.pi)
+
+
+def _claim_loglik_numpy(st: Structure, y, s, cols) -> np.ndarray:  # noqa: ANN001
+    from scipy.special import log_ndtr as lndtr
+
+    cols = np.arange(len(st.claim_row)) if cols is None else np.asarray(cols)
+    shape = st.claim_shape[cols]
+    a = np.broadcast_to(st.claim_a[cols].astype(float), y.shape)
+    b = np.broadcast_to(st.claim_b[cols].astype(float), y.shape)
+    ll = np.full(np.broadcast_shapes(y.shape, s.shape), np.nan)
+    m = np.broadcast_to(shape == "normal", ll.shape)
+    r = (a - y) / s
+    ll = np.where(m, -0.5 * r * r - np.log(s) - 0.5 * math.log(2 * math.pi), ll)
+    m = np.broadcast_to(shape == "box", ll.shape)
+    if m.any():
+        aa, bb = np.where(m, a, 0.0), np.where(m, b, 1.0)
+        ll = np.where(m, log_box_numpy(y, aa, bb, s), ll)
+    m = np.broadcast_to(shape == "lower", ll.shape)
+    ll = np.where(m, lndtr((y - np.where(m, a, 0.0)) / s), ll)
+    m = np.broadcast_to(shape == "upper", ll.shape)
+    return np.where(m, lndtr((np.where(m, b, 0.0) - y) / s), ll)
 
 
 def _series_start(first: np.ndarray) -> np.ndarray:

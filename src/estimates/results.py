@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._deps import quiet_import
-from .interpret import observed_number, simulate_statement
+from .interpret import simulate_statement
 from .model import Structure, targets_numpy
 
 INTERVAL_COLUMNS = ["quantity", "region", "time", "mean", "median", "sd", "lower", "upper"]
@@ -32,6 +32,10 @@ SOURCE_COLUMNS = [
     "reliability_lower",
     "reliability_upper",
 ]
+#: A claim whose leave-one-out ``tension`` is below this is ``flagged``: under
+#: the model, about one claim in a hundred falls this far out by chance.
+TENSION_THRESHOLD = 0.01
+
 DIAGNOSTIC_KEYS = ["r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"]
 
 
@@ -72,38 +76,59 @@ def summarise_sources(st: Structure, idata: Any, prob: float) -> pd.DataFrame:
     return out[SOURCE_COLUMNS].reset_index(drop=True)
 
 
-def summarise_claims(
-    st: Structure, idata: Any, table: pd.DataFrame, prob: float, rng: np.random.Generator
-) -> pd.DataFrame:
-    """Add ``predicted_lower``, ``predicted_upper`` and ``tension`` to the claims table.
+#: Columns ``summarise_claims`` adds to the input table.
+CLAIM_CHECK_COLUMNS = [
+    "predicted_lower",
+    "predicted_upper",
+    "tension",
+    "tension_in_sample",
+    "pareto_k",
+    "loo",
+    "flagged",
+    "p_wild",
+]
 
-    The predicted interval is the posterior predictive interval of the number
-    the claim's source would state (a range's centre, a bound's bound, a
-    point's value; a ratio for relative claims). ``tension`` is the two-sided
-    posterior predictive tail probability of the stated number (for a
-    censored bound: twice the probability that the bound is violated, capped
-    at 1); small means the claim does not fit the rest.
+
+def summarise_claims(
+    st: Structure,
+    idata: Any,
+    table: pd.DataFrame,
+    prob: float,
+    rng: np.random.Generator,
+    checks: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Add the predictive interval and tension columns to the claims table.
+
+    ``predicted_lower`` and ``predicted_upper`` bound the posterior
+    predictive interval of the number the claim's source would state (a
+    range's centre, a bound's bound, a point's value; a ratio for relative
+    claims). ``tension`` is the leave-one-out two-sided tail probability of
+    the stated number (for a censored bound, twice the probability that the
+    bound is violated, capped at 1): small means the claim does not fit the
+    rest. ``checks`` holds per used claim ``tension``, ``tension_in_sample``,
+    ``pareto_k``, ``loo`` (how it was left out) and ``p_wild``
+    (:mod:`estimates.loo`); ``flagged`` is ``tension <`` :data:`TENSION_THRESHOLD`.
     """
     out = table.copy()
-    out["predicted_lower"] = np.nan
-    out["predicted_upper"] = np.nan
-    out["tension"] = np.nan
+    for c in CLAIM_CHECK_COLUMNS:
+        out[c] = np.nan
+    out["loo"] = pd.Series([""] * len(out), index=out.index, dtype=object)
+    out["flagged"] = False
     if len(st.claim_row) == 0:
         return out
     y, s = targets_numpy(st, _draws(idata, "log_count"), _draws(idata, "log_bias"), _draws(idata, "log_reliability"))
     shape, kind = st.claim_shape, st.claim_kind
     rep = simulate_statement(shape, kind, st.claim_a, st.claim_b, s, y, rng)
-    obs = observed_number(shape, kind, st.claim_a, st.claim_b)
     lo, _, hi = _quantiles(rep, prob)
-    p_below = (rep <= obs).mean(axis=0)
-    p_above = (rep >= obs).mean(axis=0)
-    tension = np.minimum(1.0, 2.0 * np.minimum(p_below, p_above))
-    tension = np.where(shape == "lower", np.minimum(1.0, 2.0 * p_above), tension)
-    tension = np.where(shape == "upper", np.minimum(1.0, 2.0 * p_below), tension)
     rows = st.claim_row
     out.loc[rows, "predicted_lower"] = np.exp(lo)
     out.loc[rows, "predicted_upper"] = np.exp(hi)
-    out.loc[rows, "tension"] = tension
+    if checks is not None:
+        for c in ("tension", "tension_in_sample", "pareto_k", "p_wild"):
+            out.loc[rows, c] = np.asarray(checks[c], dtype=float)
+        out.loc[rows, "loo"] = list(checks["loo"])
+        out.loc[rows, "flagged"] = np.asarray(checks["tension"]) < TENSION_THRESHOLD
+    out["flagged"] = out["flagged"].astype(bool)
     return out
 
 
@@ -135,6 +160,27 @@ class Reconciliation:
     diagnostics: dict[str, Any]
     idata: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Rows of :meth:`influence` (set by :func:`estimates.reconcile`).
+    influence_table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    def influence(self) -> pd.DataFrame:
+        """How each interval moves when each source is left out.
+
+        One row per (quantity, source, region, time): the interval with all
+        sources (``median``, ``lower``, ``upper``), without that source
+        (``*_without``), ``shift`` (relative move of the median), ``width_ratio``,
+        and ``method``: ``psis`` (the posterior draws reweighted), ``refit``
+        (sampled again without the source's claims) or a note that the
+        weights were unreliable (Pareto ``k`` above 0.7) and no refit was left.
+        ``result.sources["influence"]`` is each source's largest ``|shift|``.
+
+        Examples
+        --------
+        >>> # result.influence().query("source == 'UN'").sort_values("shift")
+        """
+        if self.influence_table is None:
+            raise AttributeError("this result carries no influence table (it was not made by estimates.reconcile)")
+        return self.influence_table.copy()
 
     def __repr__(self) -> str:
         d = self.diagnostics
@@ -143,6 +189,91 @@ class Reconciliation:
             f"{len(self.sources)} sources; sampler {d.get('sampler')}, "
             f"converged={d.get('converged')}>"
         )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def summary(self, max_rows: int = 12) -> str:
+        """A short text summary: estimates, sources, claims in tension, convergence.
+
+        ``print(result)`` shows the same. At most ``max_rows`` rows of each
+        table (the estimates with the most claims first); the tables hold all.
+
+        Examples
+        --------
+        >>> # print(est.reconcile(est.load_example("isis-2022")).summary())
+        """
+        prob = float(self.meta.get("options", {}).get("prob", 0.9))
+        cl, iv, src, d = self.claims, self.intervals, self.sources, self.diagnostics
+        used = (cl["status"] == "used") if "status" in cl else pd.Series(True, index=cl.index)
+        lines = [
+            f"Reconciled {int(used.sum())} of {len(cl)} claims from {src['source'].nunique()} sources "
+            f"into {len(iv)} estimates ({iv['quantity'].nunique()} quantities).",
+            _convergence_line(d),
+            "",
+            f"Estimates: median and {prob:.0%} interval",
+        ]
+        key = ["quantity", "region", "time"]
+        n_claims = cl[used].astype({"time": str}).groupby(key, dropna=False).size() if len(cl) else pd.Series()
+        cells = zip(iv["quantity"], iv["region"], iv["time"], strict=True)
+        order = iv.assign(_n=[n_claims.get((q, r, str(t)), 0) for q, r, t in cells])
+        order = order.sort_values("_n", ascending=False, kind="stable")
+        rows = [
+            (str(r.quantity), str(r.region), str(r.time), f"{r.median:,.0f}", f"({r.lower:,.0f} to {r.upper:,.0f})")
+            for r in order.head(max_rows).itertuples()
+        ]
+        lines += _columns(rows)
+        if len(iv) > max_rows:
+            lines.append(f"  ... {len(iv) - max_rows} more in result.intervals")
+        lines += ["", f"Sources: bias factor (1 = none) and {prob:.0%} interval"]
+        rows = []
+        for r in src.head(max_rows).itertuples():
+            extra = f"influence {r.influence:.0%}" if "influence" in src and pd.notna(r.influence) else ""
+            rows.append(
+                (str(r.quantity), str(r.source), f"{r.bias:.2f}", f"({r.bias_lower:.2f} to {r.bias_upper:.2f})", extra)
+            )
+        lines += _columns(rows)
+        if len(src) > max_rows:
+            lines.append(f"  ... {len(src) - max_rows} more in result.sources")
+        flagged = cl["flagged"].astype(bool) if "flagged" in cl else cl["tension"] < TENSION_THRESHOLD
+        lines += ["", f"Claims in tension with the rest (leave-one-out tension below {TENSION_THRESHOLD:g}):"]
+        if not flagged.any():
+            lines.append("  none")
+        rows = []
+        for i, r in cl[flagged].sort_values("tension").head(max_rows).iterrows():
+            text = r["claim"] if "claim" in cl and isinstance(r["claim"], str) else _numbers_text(r)
+            where = (f"row {i}", str(r["region"]), str(r["time"]), str(r["source"]))
+            rows.append((*where, text, f"tension {r['tension']:.2g}"))
+        lines += _columns(rows)
+        rejected = int((~used).sum())
+        if rejected:
+            lines += ["", f"{rejected} claim(s) rejected: see result.claims['status']."]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ figures and report
+    def plot_claims(self, region: str | None = None, time: Any = None, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
+        """Each claim beside the posterior interval of its region and time (see :func:`estimates.plots.plot_claims`)."""
+        from .plots import plot_claims
+
+        return plot_claims(self, region=region, time=time, quantity=quantity, ax=ax)
+
+    def plot_timeline(self, region: str | None = None, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
+        """Posterior median and nested intervals over time, claims overlaid (:func:`estimates.plots.plot_timeline`)."""
+        from .plots import plot_timeline
+
+        return plot_timeline(self, region=region, quantity=quantity, ax=ax)
+
+    def plot_sources(self, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
+        """Each source's bias factor with its interval on a log axis (see :func:`estimates.plots.plot_sources`)."""
+        from .plots import plot_sources
+
+        return plot_sources(self, quantity=quantity, ax=ax)
+
+    def report(self, path: str | os.PathLike) -> Path:
+        """Write one self-contained HTML report (see :func:`estimates.report.write_report`)."""
+        from .report import write_report
+
+        return write_report(self, path)
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> Path:
@@ -161,6 +292,8 @@ class Reconciliation:
             "sources": _table_to_json(self.sources),
             "claims": _table_to_json(self.claims),
         }
+        if self.influence_table is not None:
+            tables["influence"] = _table_to_json(self.influence_table)
         payload = json.dumps(
             {"tables": tables, "diagnostics": self.diagnostics, "meta": self.meta}, default=_json_default
         )
@@ -195,7 +328,33 @@ class Reconciliation:
             diagnostics=payload["diagnostics"],
             idata=idata,
             meta=payload["meta"],
+            influence_table=_table_from_json(t["influence"]) if "influence" in t else None,
         )
+
+
+def _convergence_line(d: dict[str, Any]) -> str:
+    if d.get("approximate"):
+        k = d.get("pareto_k", float("nan"))
+        return f"APPROXIMATE ({d.get('sampler')}): Pareto k {k:.2f}; not for reported intervals."
+    state = "converged" if d.get("converged") else "NOT converged (see the warning's hint)"
+    return (
+        f"Sampler {d.get('sampler')}: {state}: max R-hat {d.get('r_hat_max', float('nan')):.3f}, "
+        f"min bulk ESS {d.get('ess_bulk_min', float('nan')):.0f}, {d.get('divergences', 0)} divergences, "
+        f"{d.get('seconds', float('nan')):.1f} s."
+    )
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows of text cells, left-aligned in columns, indented by two spaces."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def _numbers_text(r: pd.Series) -> str:
+    parts = [f"{k} {r[k]:,.4g}" for k in ("low", "high", "value") if k in r and pd.notna(r[k])]
+    return ", ".join(parts)
 
 
 def _json_default(o: Any) -> Any:
