@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -98,3 +100,57 @@ def world_fit(world):
 def example_fit():
     """The article example at default settings (the README's demo)."""
     return est.reconcile(est.load_example("isis-2022"))
+
+
+def planted_world(seed: int = 5, wild_source: str = "A", c_factor: float = 3.0):
+    """Three regions x four years, three sources claiming every cell (A, B fair; C states ``c_factor`` x),
+    plus one wild claim (20 x the truth) on R1 2020 from ``wild_source`` (a new source: a lone claim).
+    """
+    rng = np.random.default_rng(seed)
+    bias = {"A": 0.0, "B": 0.0, "C": math.log(c_factor)}
+    rows, truth = [], []
+    for region, base in zip(["R1", "R2", "R3"], [2000, 5000, 800], strict=True):
+        x = math.log(base)
+        for year in [2019, 2020, 2021, 2022]:
+            truth.append({"region": region, "time": str(year), "truth": math.exp(x)})
+            for s, b in bias.items():
+                c = x + b + rng.normal(0, 0.1)  # stated 90% range +-0.18: sd 0.11
+                low, high = round(math.exp(c - 0.18)), round(math.exp(c + 0.18))
+                rows.append({"region": region, "time": year, "source": s, "low": low, "high": high})
+            x += rng.normal(0, 0.2)
+    t = math.log(truth[1]["truth"])  # R1 2020
+    rows.append(
+        {
+            "region": "R1",
+            "time": 2020,
+            "source": wild_source,
+            "low": round(20 * math.exp(t - 0.18)),
+            "high": round(20 * math.exp(t + 0.18)),
+            "claim_id": "wild",
+            "quote": "A <wild> claim & more",
+        }
+    )
+    return pd.DataFrame(rows), pd.DataFrame(truth)
+
+
+@pytest.fixture(scope="session")
+def planted():
+    return planted_world()
+
+
+@pytest.fixture(scope="session")
+def planted_fits(planted):
+    """Both fits. Without ``robust`` a wild claim inflates its source's reliability, and one
+    divergence in 4,000 draws happens for some seeds (1 of 6 seeds with either of nutpie's
+    adaptations); the warning is the user's, these tests check the tension, so they allow it
+    and assert convergence by R-hat and ESS instead."""
+    claims, _ = planted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", est.ConvergenceWarning)
+        return {robust: est.reconcile(claims, robust=robust, random_seed=3) for robust in (False, True)}
+
+
+@pytest.fixture(scope="session")
+def make_planted_world():
+    """:func:`planted_world` itself, for tests that plant other variants."""
+    return planted_world

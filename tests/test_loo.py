@@ -10,12 +10,10 @@ model. Slow tests fit planted worlds: a wild claim, a biased source.
 from __future__ import annotations
 
 import math
-import warnings
 from types import SimpleNamespace
 
 import arviz as az
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
@@ -236,54 +234,6 @@ def test_refits_must_be_a_whole_number():
 # ----------------------------------------------------------------------------- planted worlds (MCMC)
 
 
-def planted_world(seed: int = 5, wild_source: str = "A", c_factor: float = 3.0):
-    """Three regions x four years, three sources claiming every cell (A, B fair; C states ``c_factor`` x),
-    plus one wild claim (20 x the truth) on R1 2020 from ``wild_source`` (a new source: a lone claim).
-    """
-    rng = np.random.default_rng(seed)
-    bias = {"A": 0.0, "B": 0.0, "C": math.log(c_factor)}
-    rows, truth = [], []
-    for region, base in zip(["R1", "R2", "R3"], [2000, 5000, 800], strict=True):
-        x = math.log(base)
-        for year in [2019, 2020, 2021, 2022]:
-            truth.append({"region": region, "time": str(year), "truth": math.exp(x)})
-            for s, b in bias.items():
-                c = x + b + rng.normal(0, 0.1)  # stated 90% range +-0.18: sd 0.11
-                low, high = round(math.exp(c - 0.18)), round(math.exp(c + 0.18))
-                rows.append({"region": region, "time": year, "source": s, "low": low, "high": high})
-            x += rng.normal(0, 0.2)
-    t = math.log(truth[1]["truth"])  # R1 2020
-    rows.append(
-        {
-            "region": "R1",
-            "time": 2020,
-            "source": wild_source,
-            "low": round(20 * math.exp(t - 0.18)),
-            "high": round(20 * math.exp(t + 0.18)),
-            "claim_id": "wild",
-            "quote": "A <wild> claim & more",
-        }
-    )
-    return pd.DataFrame(rows), pd.DataFrame(truth)
-
-
-@pytest.fixture(scope="module")
-def planted():
-    return planted_world()
-
-
-@pytest.fixture(scope="module")
-def planted_fits(planted):
-    """Both fits. Without ``robust`` a wild claim inflates its source's reliability, and one
-    divergence in 4,000 draws happens for some seeds (1 of 6 seeds with either of nutpie's
-    adaptations); the warning is the user's, these tests check the tension, so they allow it
-    and assert convergence by R-hat and ESS instead."""
-    claims, _ = planted
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", est.ConvergenceWarning)
-        return {robust: est.reconcile(claims, robust=robust, random_seed=3) for robust in (False, True)}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("robust", [False, True])
 def test_a_planted_wild_claim_is_the_only_one_flagged(planted_fits, robust):
@@ -324,12 +274,12 @@ def test_dropping_a_biased_source_moves_intervals_toward_the_truth(planted, plan
 
 
 @pytest.mark.slow
-def test_a_lone_wild_claim_cannot_explain_itself_away():
+def test_a_lone_wild_claim_cannot_explain_itself_away(make_planted_world):
     """A new source's single 20x claim: in-sample its own bias absorbs it; left out, it stands out.
 
     The fair world (C fair too), so the population of source biases is narrow.
     """
-    claims, _ = planted_world(wild_source="Z", c_factor=1.0)
+    claims, _ = make_planted_world(wild_source="Z", c_factor=1.0)
     res = est.reconcile(claims, random_seed=3)
     cl = res.claims
     wild = cl["claim_id"] == "wild"

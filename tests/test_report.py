@@ -186,3 +186,24 @@ def test_demo_writes_the_report(tmp_path, capsys):
     text = Path(out).read_text(encoding="utf-8")
     check_self_contained(check_html(text))
     assert "Iraq and Syria" in text
+
+
+@pytest.mark.slow
+def test_the_flagged_claim_is_drawn_and_quoted_in_the_report(planted_fits, tmp_path):
+    """On a real fit with a flagged claim: the claim plot marks it, the report quotes it (escaped)."""
+    import matplotlib.pyplot as plt
+
+    res = planted_fits[False]
+    wild_row = int(res.claims.index[res.claims["claim_id"] == "wild"][0])
+    ax = res.plot_claims(region="R1", time="2020")
+    drawn = {a.get_gid() for a in ax.get_children()}
+    assert {
+        f"claim:{r}" for r in res.claims.index[(res.claims["region"] == "R1") & (res.claims["time"] == 2020)]
+    } <= drawn
+    assert any(g and g.startswith("flag:") for g in drawn)
+    plt.close("all")
+    path = res.report(tmp_path / "planted.html")
+    text = path.read_text(encoding="utf-8")
+    check_html(text)
+    assert "A &lt;wild&gt; claim &amp; more" in text and "A <wild> claim" not in text
+    assert res.claims.loc[wild_row, "flagged"]

@@ -208,7 +208,7 @@ class Reconciliation:
         used = (cl["status"] == "used") if "status" in cl else pd.Series(True, index=cl.index)
         lines = [
             f"Reconciled {int(used.sum())} of {len(cl)} claims from {src['source'].nunique()} sources "
-            f"into {len(iv)} estimates ({iv['quantity'].nunique()} quantities).",
+            f"into {len(iv)} estimates ({_plural(iv['quantity'].nunique(), 'quantity', 'quantities')}).",
             _convergence_line(d),
             "",
             f"Estimates: median and {prob:.0%} interval",
@@ -344,6 +344,10 @@ def _convergence_line(d: dict[str, Any]) -> str:
     )
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _columns(rows: list[tuple[str, ...]]) -> list[str]:
     """Rows of text cells, left-aligned in columns, indented by two spaces."""
     if not rows:
@@ -353,7 +357,10 @@ def _columns(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _numbers_text(r: pd.Series) -> str:
-    parts = [f"{k} {r[k]:,.4g}" for k in ("low", "high", "value") if k in r and pd.notna(r[k])]
+    def num(x: float) -> str:
+        return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+    parts = [f"{k} {num(float(r[k]))}" for k in ("low", "high", "value") if k in r and pd.notna(r[k])]
     return ", ".join(parts)
 
 
