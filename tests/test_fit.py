@@ -63,7 +63,14 @@ def test_example_samples_without_divergences_at_defaults(example_fit):
     assert d["approximate"] is False and d["gradients"] > 0
     assert d["seconds"] == pytest.approx(d["build_seconds"] + d["compile_seconds"] + d["sample_seconds"])
     assert set(example_fit.meta["timings"]) == {"prepare", "build", "compile", "sample", "checks", "summarise", "total"}
-    assert set(d["loo"]) == {"refits", "claims_refit", "claims_unreliable", "pareto_k_max", "seconds"}
+    assert set(d["loo"]) == {
+        "refits",
+        "claims_refit",
+        "claims_unreliable",
+        "sources_unreliable",
+        "pareto_k_max",
+        "seconds",
+    }
 
 
 def test_example_tables_follow_the_contract(example_fit):

@@ -72,7 +72,7 @@ def reconcile(
     sampler: str = "auto",
     decimal: str | None = None,
     method: str = "nuts",
-    refits: int = 20,
+    refits: int = 10,
 ) -> Reconciliation:
     """Reconcile conflicting claims into posterior intervals per region and time.
 
@@ -118,11 +118,13 @@ def reconcile(
         Pareto ``k`` (above 0.7 it warns: the approximation is far from the
         posterior and its intervals are likely too narrow).
     refits : int
-        At most this many exact refits (leaving out a claim, or a source for
-        its influence) where the importance weights of PSIS-LOO are
-        unreliable (Pareto k above 0.7). Each reuses the compiled model and
-        costs one more sampling run; 0 keeps every PSIS estimate and says
-        which are unreliable (``claims["loo"]``, ``diagnostics["loo"]``).
+        At most this many exact refits (leaving out a source for its
+        influence, then a claim for its tension) where the importance
+        weights of PSIS-LOO are unreliable (Pareto k above 0.7). Each reuses
+        the compiled model and costs a short sampling run (2 chains of 300 +
+        500 iterations); 0 keeps every PSIS estimate and says which are
+        unreliable (``claims["loo"]``, ``sources["influence_method"]``,
+        ``diagnostics["loo"]``).
 
     Returns
     -------
@@ -229,10 +231,10 @@ def _checks(
     """Leave-one-out tension of every claim and the influence of every source (:mod:`estimates.loo`).
 
     PSIS first; where a Pareto k exceeds :data:`~estimates.loo.LOO_K_MAX`,
-    an exact refit with the claim (or the source's claims) weighted 0, worst
-    k first, while ``refits`` lasts. ``exact`` is False for an approximate
-    posterior: its draws are not MCMC draws, nothing is refit, and every
-    estimate says so.
+    an exact refit with the source's claims (or the claim) weighted 0,
+    sources first, then claims worst k first, while ``refits`` lasts.
+    ``exact`` is False for an approximate posterior: its draws are not MCMC
+    draws, nothing is refit, and every estimate says so.
     """
     from . import loo
 
@@ -244,10 +246,10 @@ def _checks(
     memo: dict[tuple[int, ...], Any] = {}
     budget = [refits if exact else 0]
     # a refit estimates tail probabilities and intervals, not a whole
-    # posterior: 2 chains x (500 + 500) are plenty (the tails are exact per
-    # draw, so the Monte Carlo error is that of a mean of 1,000 draws)
+    # posterior: 2 chains x (300 warm-up, nutpie's own default, + 500 draws)
+    # (the tails are exact per draw: the error is that of a mean of 1,000)
     refit_options = dataclasses.replace(
-        options, chains=min(options.chains, 2), draws=min(options.draws, 500), tune=min(options.tune, 500)
+        options, chains=min(options.chains, 2), draws=min(options.draws, 500), tune=min(options.tune, 300)
     )
 
     def without(cols: np.ndarray) -> Any | None:
@@ -271,25 +273,7 @@ def _checks(
     alone = np.bincount(q_of_claim, minlength=len(st.quantities))[q_of_claim] == 1
     tension[alone] = np.nan
     how[alone] = "no other claim"
-    for i in np.argsort(-k):
-        if k[i] <= loo.LOO_K_MAX:
-            break
-        if alone[i]:
-            continue
-        fit = without(np.array([i]))
-        if fit is None:
-            how[i] = f"{label}, k > {loo.LOO_K_MAX}: unreliable"
-            continue
-        tension[i] = loo.refit_tension(st, fit, int(i))
-        how[i] = "refit"
-    checks = {
-        "tension": tension,
-        "tension_in_sample": loo.in_sample_tension(st, pw),
-        "pareto_k": k,
-        "loo": how,
-        "p_wild": pw.p_wild,
-    }
-    # ---- influence of each source
+    # ---- influence of each source (first: a source's refit moves every interval)
     log_count = loo._draws(idata, "log_count")
     parts = []
     q_of_src = st.sources["q_idx"].to_numpy(np.int64)
@@ -308,20 +292,42 @@ def _checks(
         else:
             m = label if kj <= loo.LOO_K_MAX else f"{label}, k > {loo.LOO_K_MAX}: unreliable"
             parts.append(loo.influence_rows(st, log_count, j, log_count, w, prob, m, kj))
+    # ---- claims, worst k first, while refits last
+    for i in np.argsort(-k):
+        if k[i] <= loo.LOO_K_MAX:
+            break
+        if alone[i]:
+            continue
+        fit = without(np.array([i]))
+        if fit is None:
+            how[i] = f"{label}, k > {loo.LOO_K_MAX}: unreliable"
+            continue
+        tension[i] = loo.refit_tension(st, fit, int(i))
+        how[i] = "refit"
+    checks = {
+        "tension": tension,
+        "tension_in_sample": loo.in_sample_tension(st, pw),
+        "pareto_k": k,
+        "loo": how,
+        "p_wild": pw.p_wild,
+    }
     influence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=loo.INFLUENCE_COLUMNS)
     unreliable = int(sum("unreliable" in h for h in how))
+    sources_unreliable = sum("unreliable" in str(p["method"].iloc[0]) for p in parts)
     diag = {
         "refits": len(memo),
         "claims_refit": int((how == "refit").sum()),
         "claims_unreliable": unreliable,
+        "sources_unreliable": int(sources_unreliable),
         "pareto_k_max": float(k.max()) if n else float("nan"),
         "seconds": time.perf_counter() - t0,
     }
-    if unreliable and exact:
+    if (unreliable or sources_unreliable) and exact:
         warnings.warn(
-            f"{unreliable} claim(s) have PSIS-LOO Pareto k above {loo.LOO_K_MAX} and were not refit "
-            f"(refits={refits} were used up): their tension is unreliable (claims['loo'] says which). "
-            f"Pass a larger refits= to refit them.",
+            f"{unreliable} claim(s) and {sources_unreliable} source(s) have PSIS Pareto k above "
+            f"{loo.LOO_K_MAX} and were not refit (refits={refits} were used up): their tension or influence "
+            "is unreliable (claims['loo'] and sources['influence_method'] say which). "
+            "Pass a larger refits= to refit them.",
             ApproximationWarning,
             stacklevel=3,
         )

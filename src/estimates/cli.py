@@ -128,8 +128,8 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--refits",
         type=int,
-        default=20,
-        help="at most this many exact refits where leave-one-out weights are unreliable (default 20; 0: none)",
+        default=10,
+        help="at most this many exact refits where leave-one-out weights are unreliable (default 10; 0: none)",
     )
 
 
