@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench calibration clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(VENV)/.bench: $(VENV)/.installed
 
 bench: $(VENV)/.bench  ## speed benchmark against hand-written Stan and numpyro (about an hour on 2 cores)
 	$(PY) benchmarks/run.py
+
+calibration: $(VENV)/.installed  ## calibration study: 300 simulated problems, writes docs/calibration-results.md
+	$(PY) benchmarks/calibration.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -31,6 +31,7 @@ from .interpret import DEFAULT_PROB, Interpretation  # noqa: E402
 from .phrases import ClaimParseError, parse_claim  # noqa: E402
 from .plots import plot_claims, plot_sources, plot_timeline  # noqa: E402
 from .results import Reconciliation  # noqa: E402
+from .simulate import World, simulate  # noqa: E402
 
 __all__ = [
     "DEFAULT_PROB",
@@ -51,6 +52,7 @@ __all__ = [
     "TimeParseError",
     "UnknownKindError",
     "UnknownRegionError",
+    "World",
     "__version__",
     "example_hierarchy",
     "load_example",
@@ -59,4 +61,5 @@ __all__ = [
     "plot_sources",
     "plot_timeline",
     "reconcile",
+    "simulate",
 ]
