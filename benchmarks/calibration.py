@@ -61,6 +61,7 @@ class Setup:
     draws: int = 1000
     tune: int = 1000
     chains: int = 4
+    robust: bool = False  # fit with robust=True; scored as method "model (robust)"
 
 
 def _quantile_interval(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +69,8 @@ def _quantile_interval(x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
     return lo, hi
 
 
-def score_problem(world, result, seed: int) -> list[dict]:  # noqa: ANN001
-    """Rows (one per method, target and level) scoring one reconciled world."""
+def score_problem(world, result, seed: int, label: str = "model", with_baselines: bool = True) -> list[dict]:  # noqa: ANN001
+    """Rows (one per method, target and level) scoring one reconciled world (``label`` names the model)."""
     import scoringrules as sr
 
     from estimates import baselines
@@ -91,11 +92,11 @@ def score_problem(world, result, seed: int) -> list[dict]:  # noqa: ANN001
         score = sr.interval_score(x, lo, hi, 1 - level)
         for t in ("leaf", "aggregate"):
             sel = target == t
-            rows += _rows("model", t, level, x[sel], lo[sel], hi[sel], score[sel], crps[sel], has_claim[sel])
+            rows += _rows(label, t, level, x[sel], lo[sel], hi[sel], score[sel], crps[sel], has_claim[sel])
     ranks = (thin[:SBC_DRAWS] < x).sum(axis=0)  # rank of the truth among 99 draws: 0..99
     for t, r in zip(target, ranks, strict=True):
         if t == "leaf":
-            rows.append({"method": "model", "target": "leaf", "level": None, "rank": int(r)})
+            rows.append({"method": label, "target": "leaf", "level": None, "rank": int(r)})
     # source biases (relative to the truth)
     lb = result.idata.posterior["log_bias"].values
     lb = lb.reshape(-1, lb.shape[-1])  # columns in result.sources order
@@ -104,9 +105,9 @@ def score_problem(world, result, seed: int) -> list[dict]:  # noqa: ANN001
     for level in LEVELS:
         lo, hi = _quantile_interval(lb, level)
         score = sr.interval_score(tb, lo, hi, 1 - level)
-        rows += _rows("model", "bias", level, tb, lo, hi, score, crps_b, np.ones(len(tb), bool))
+        rows += _rows(label, "bias", level, tb, lo, hi, score, crps_b, np.ones(len(tb), bool))
     # baselines on the cells with claims
-    for name, fn in baselines.BASELINES.items():
+    for name, fn in baselines.BASELINES.items() if with_baselines else ():
         for level in LEVELS:
             b = fn(world.claims, prob=level, hierarchy=world.hierarchy).astype({"time": str})
             bm = b.merge(truth, on=["region", "time"], how="inner")
@@ -187,6 +188,7 @@ def run_setup(setup: Setup) -> tuple[list[dict], dict]:
                 hierarchy=world.hierarchy,
                 random_seed=seed,
                 refits=0,
+                robust=setup.robust,
                 draws=setup.draws,
                 tune=setup.tune,
                 chains=setup.chains,
@@ -196,7 +198,8 @@ def run_setup(setup: Setup) -> tuple[list[dict], dict]:
         info["compiles"] += int(not res.diagnostics.get("cached", False))
         info["unconverged"] += int(not res.diagnostics["converged"])
         del caught
-        for r in score_problem(world, res, seed):
+        label = "model (robust)" if setup.robust else "model"
+        for r in score_problem(world, res, seed, label, with_baselines=not setup.robust):
             r.update(scenario=setup.scenario, problem=seed)
             rows.append(r)
     return rows, info
@@ -271,7 +274,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def comparison(df: pd.DataFrame) -> pd.DataFrame:
     """Mean 90% interval score and CRPS on the cells every method estimates (leaves and aggregates with claims)."""
     d = df[(df["level"] == 0.9) & df["target"].isin(["leaf", "aggregate"])].copy()
-    d = d[(d["method"] != "model") | d["has_claim"]]
+    d = d[~d["method"].str.startswith("model") | d["has_claim"]]
     out = []
     for sc, g in d.groupby("scenario", sort=False):
         row = {"scenario": sc}
@@ -334,24 +337,27 @@ def figures(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
     ax.axhline(0.9, color="black", lw=1, ls="--")
     ax.set_xticks(np.arange(len(scen)), scen)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share of true leaf values inside\nthe 90% interval (bars: 95% CI)")
-    ax.set_title("Coverage of 90% intervals, leaves (dashed: nominal 0.9)")
-    ax.legend(ncols=3, fontsize=8, loc="lower right")
+    ax.set_ylabel("share of true leaf values inside\nthe 90% interval")
+    ax.set_title(
+        "Coverage of 90% intervals, leaves (dashed: nominal 0.9;\n"
+        "error bars: binomial 95% CI, too narrow for clustered cells)"
+    )
+    ax.legend(ncols=len(methods), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     fig.tight_layout()
     p = out / "calibration-coverage.png"
     fig.savefig(p, dpi=110)
     paths.append(p)
     plt.close(fig)
     # rank histogram (SBC), model-true leaves
-    ranks = df[(df["scenario"] == "model-true") & df["rank"].notna()]["rank"].to_numpy()
+    ranks = df[(df["scenario"] == "model-true") & (df["method"] == "model") & df["rank"].notna()]["rank"].to_numpy()
     if len(ranks):
         fig, ax = plt.subplots(figsize=(6, 3.4))
         bins = np.linspace(0, SBC_DRAWS + 1, 21)
-        ax.hist(ranks, bins=bins, color="#4c72b0", edgecolor="white")
         expect = len(ranks) / 20
         band = 1.96 * math.sqrt(expect * (1 - 1 / 20))
-        ax.axhspan(expect - band, expect + band, color="grey", alpha=0.25, lw=0)
-        ax.axhline(expect, color="black", lw=1)
+        ax.axhspan(expect - band, expect + band, color="grey", alpha=0.3, lw=0, zorder=0)
+        ax.hist(ranks, bins=bins, color="#4c72b0", edgecolor="white", zorder=2)
+        ax.axhline(expect, color="black", lw=1, zorder=3)
         ax.set_xlabel(f"rank of the true leaf value among {SBC_DRAWS} posterior draws")
         ax.set_ylabel("leaf cells")
         ax.set_title("Simulation-based calibration, model-true (flat = calibrated;\ngrey: 95% band for 20 bins)")
@@ -372,9 +378,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=HERE.parent / "docs")
+    ap.add_argument("--robust", action="store_true", help="also fit every problem with robust=True")
+    ap.add_argument("--replot", action="store_true", help="only redraw the figures from the saved rows")
     args = ap.parse_args(argv)
+    if args.replot:
+        df = pd.read_csv(HERE / "results" / "calibration-rows.csv.gz")
+        for p in figures(df, summarise(df), args.out / "figures"):
+            print(p)
+        return 0
     t0 = time.perf_counter()
     todo = setups(args.problems, args.designs, args.scenarios, draws=args.draws, tune=args.tune)
+    if args.robust:
+        todo += setups(args.problems, args.designs, args.scenarios, draws=args.draws, tune=args.tune, robust=True)
     df, infos = run(todo, workers=args.workers)
     summary, comp = summarise(df), comparison(df)
     header = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _calibration():
     spec = importlib.util.spec_from_file_location("calibration", ROOT / "benchmarks" / "calibration.py")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["calibration"] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
