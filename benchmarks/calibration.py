@@ -205,13 +205,15 @@ def run_setup(setup: Setup) -> tuple[list[dict], dict]:
     return rows, info
 
 
-def setups(n_problems: int, designs_per_scenario: int, scenarios: list[str], **fit) -> list[Setup]:
+def setups(n_problems: int, designs_per_scenario: int, scenarios: list[str], offset: int = 0, **fit) -> list[Setup]:
+    """Problems split evenly over scenarios and designs; ``offset`` shifts every seed (another sample of worlds)."""
     per = max(1, n_problems // len(scenarios))
     out = []
-    for si, sc in enumerate(scenarios):
-        seeds = list(range(1 + si * 10_000, 1 + si * 10_000 + per))
+    for sc in scenarios:
+        si = list(SCENARIOS).index(sc)
+        seeds = list(range(1 + si * 10_000 + offset, 1 + si * 10_000 + offset + per))
         for d in range(designs_per_scenario):
-            out.append(Setup(sc, 1000 * (si + 1) + d, seeds[d::designs_per_scenario], **fit))
+            out.append(Setup(sc, 1000 * (si + 1) + d + offset, seeds[d::designs_per_scenario], **fit))
     return out
 
 
@@ -380,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE.parent / "docs")
     ap.add_argument("--robust", action="store_true", help="also fit every problem with robust=True")
     ap.add_argument("--replot", action="store_true", help="only redraw the figures from the saved rows")
+    ap.add_argument("--offset", type=int, default=0, help="shift every seed: another sample of worlds")
     args = ap.parse_args(argv)
     if args.replot:
         df = pd.read_csv(HERE / "results" / "calibration-rows.csv.gz")
@@ -387,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             print(p)
         return 0
     t0 = time.perf_counter()
-    todo = setups(args.problems, args.designs, args.scenarios, draws=args.draws, tune=args.tune)
+    fit = {"draws": args.draws, "tune": args.tune}
+    todo = setups(args.problems, args.designs, args.scenarios, args.offset, **fit)
     if args.robust:
-        todo += setups(args.problems, args.designs, args.scenarios, draws=args.draws, tune=args.tune, robust=True)
+        todo += setups(args.problems, args.designs, args.scenarios, args.offset, **fit, robust=True)
     df, infos = run(todo, workers=args.workers)
     summary, comp = summarise(df), comparison(df)
     header = (
@@ -405,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "calibration-results.md").write_text(md)
     figures(df, summary, args.out / "figures")
     (HERE / "results").mkdir(exist_ok=True)
-    df.to_csv(HERE / "results" / "calibration-rows.csv.gz", index=False)
+    suffix = f"-offset{args.offset}" if args.offset else ""
+    df.to_csv(HERE / "results" / f"calibration-rows{suffix}.csv.gz", index=False)
     print(md)
     return 0
 
