@@ -93,3 +93,10 @@ def test_sparse_worlds_have_one_or_two_claims_per_cell():
 def test_bad_options_raise(kw, match):
     with pytest.raises(OptionError, match=match):
         est.simulate(**kw)
+
+
+def test_a_reference_source_is_exactly_unbiased_and_outside_the_majority():
+    w = est.simulate(sources=4, biased_majority=math.log(1.5), reference=True, seed=9)
+    s = w.sources.set_index("source")
+    assert s.loc["S1", "log_bias"] == 0.0 and not s.loc["S1", "majority"]
+    assert s["majority"].sum() == 3

@@ -75,6 +75,7 @@ def simulate(
     outliers: float = 0.0,
     overconfident: float = 0.0,
     biased_majority: float = 0.0,
+    reference: bool = False,
     seed: int = 0,
     design_seed: int | None = None,
     interpretation: Interpretation | None = None,
@@ -107,6 +108,9 @@ def simulate(
     biased_majority : float
         When above 0, two-thirds of the sources (rounded up) share a log
         bias of this size (e.g. ``log(1.5)``), on top of their own.
+    reference : bool
+        Make source ``S1`` exactly unbiased (and never in the biased
+        majority), for ``reconcile(..., reference="S1")``.
     seed : int
         Seed of the numbers (truth, biases, noise).
     design_seed : int, optional
@@ -178,7 +182,8 @@ def simulate(
     over[rng_design.choice(sources, size=n_over, replace=False)] = True
     majority = np.zeros(sources, dtype=bool)
     if biased_majority:
-        majority[rng_design.choice(sources, size=math.ceil(2 * sources / 3), replace=False)] = True
+        pool = np.arange(1 if reference else 0, sources)
+        majority[rng_design.choice(pool, size=min(len(pool), math.ceil(2 * sources / 3)), replace=False)] = True
 
     # ---- the world
     log_n = {}
@@ -195,6 +200,8 @@ def simulate(
     else:
         tau = bias_sd
     log_bias = rng.normal(0.0, tau, sources) + biased_majority * majority
+    if reference:
+        log_bias[0] = 0.0
     arg = rng.normal(PRIORS["reliability_mean"], PRIORS["reliability_sd"], sources)
     kappa = np.exp(np.logaddexp(0.0, arg))  # exp(softplus): the model's reliability prior
     noise_factor = kappa * np.where(over, rng.uniform(2.0, 3.0, sources), 1.0)
