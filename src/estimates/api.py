@@ -34,6 +34,7 @@ from .interpret import DEFAULT_PROB, Interpretation, shapes_table
 from .model import describe
 from .results import (
     Reconciliation,
+    posterior_draws,
     summarise_claims,
     summarise_intervals,
     summarise_sources,
@@ -242,7 +243,8 @@ def _checks(
     n = len(st.claim_row)
     pw = loo.pointwise(st, idata)
     tension, k = loo.psis_tension(st, pw)
-    how = np.array(["psis"] * n, dtype=object)
+    label = "psis" if exact else "psis (approximate posterior)"
+    how = np.array([label] * n, dtype=object)
     memo: dict[tuple[int, ...], Any] = {}
     budget = [refits if exact else 0]
     # a refit estimates tail probabilities and intervals, not a whole
@@ -265,8 +267,6 @@ def _checks(
                 memo[key] = sample(st, refit_options, seed + 1 + len(memo), claim_weight=w)[0]
         return memo[key]
 
-    label = "psis" if exact else "psis (approximate posterior)"
-    how[:] = label
     # the only claim about a quantity has nothing to be in tension with (left
     # out, its quantity is back to the prior, which is centred on the claims)
     q_of_claim = st.sources["q_idx"].to_numpy(np.int64)[st.claim_source] if n else np.zeros(0, np.int64)
@@ -274,7 +274,7 @@ def _checks(
     tension[alone] = np.nan
     how[alone] = "no other claim"
     # ---- influence of each source (first: a source's refit moves every interval)
-    log_count = loo._draws(idata, "log_count")
+    log_count = posterior_draws(idata, "log_count")
     parts = []
     q_of_src = st.sources["q_idx"].to_numpy(np.int64)
     for j in range(len(st.sources)):
@@ -288,7 +288,9 @@ def _checks(
             continue
         fit = without(loo.source_claims(st, j)) if kj > loo.LOO_K_MAX else None
         if fit is not None:
-            parts.append(loo.influence_rows(st, log_count, j, loo._draws(fit, "log_count"), None, prob, "refit", kj))
+            parts.append(
+                loo.influence_rows(st, log_count, j, posterior_draws(fit, "log_count"), None, prob, "refit", kj)
+            )
         else:
             m = label if kj <= loo.LOO_K_MAX else f"{label}, k > {loo.LOO_K_MAX}: unreliable"
             parts.append(loo.influence_rows(st, log_count, j, log_count, w, prob, m, kj))

@@ -23,18 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import format_number
+
 EXIT_BAD_INPUT = 2
-
-
-def _fmt_number(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return ""
-    ax = abs(x)
-    if ax >= 100:
-        return f"{x:,.0f}"
-    if ax >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
 
 
 def format_table(df: pd.DataFrame, numeric: Sequence[str]) -> str:
@@ -42,7 +33,7 @@ def format_table(df: pd.DataFrame, numeric: Sequence[str]) -> str:
     shown = df.copy()
     for c in numeric:
         if c in shown:
-            shown[c] = [_fmt_number(float(v)) for v in shown[c]]
+            shown[c] = [format_number(float(v)) for v in shown[c]]
     shown = shown.astype(object).where(shown.notna(), "")
     return shown.to_string(index=False)
 
@@ -270,9 +261,9 @@ def _print_parse(args: argparse.Namespace) -> int:
         ("text", text),
         ("matched", text[a:b]),
         ("kind", c["kind"] + (" (relative: N(time) / N(since))" if c["ratio"] else "")),
-        ("low", _fmt_number(c["low"])),
-        ("high", _fmt_number(c["high"])),
-        ("value", _fmt_number(c["value"])),
+        ("low", format_number(c["low"])),
+        ("high", format_number(c["high"])),
+        ("value", format_number(c["value"])),
         ("hedge", c["hedge"] or ""),
         ("unit", c["unit"] or ""),
     ]

@@ -36,6 +36,7 @@ import pandas as pd
 from ._deps import quiet_import
 from .interpret import statement_tails, tension_from_tails
 from .model import PRIORS, Structure, claim_loglik_numpy, model_data, targets_numpy, wild_loglik
+from .results import posterior_draws
 
 #: Above this Pareto k the importance weights are not trusted (Vehtari et al. 2024).
 LOO_K_MAX = 0.7
@@ -62,11 +63,6 @@ class Pointwise:
     reff: float  # relative efficiency of the draws (ESS / draws) for PSIS
 
 
-def _draws(idata: Any, name: str) -> np.ndarray:
-    a = np.asarray(idata.posterior[name].values)
-    return a.reshape((-1,) + a.shape[2:])
-
-
 def lone_claims(st: Structure) -> np.ndarray:
     """Claims whose (quantity, source) has no other used claim."""
     if not len(st.claim_row):
@@ -77,9 +73,9 @@ def lone_claims(st: Structure) -> np.ndarray:
 
 def pointwise(st: Structure, idata: Any) -> Pointwise:
     """Log-likelihood and tail probabilities of every used claim at every draw."""
-    log_count = _draws(idata, "log_count")
-    log_bias = _draws(idata, "log_bias")
-    log_rel = _draws(idata, "log_reliability")
+    log_count = posterior_draws(idata, "log_count")
+    log_bias = posterior_draws(idata, "log_bias")
+    log_rel = posterior_draws(idata, "log_reliability")
     y, s = targets_numpy(st, log_count, log_bias, log_rel)
     shape, kind, a, b = st.claim_shape, st.claim_kind, st.claim_a, st.claim_b
     ll = claim_loglik_numpy(st, y, s)
@@ -107,15 +103,15 @@ def _integrate_lone(st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarr
     # the claim target moves by (1 - w) times the bias (the level is net of
     # the sources' mean bias); relative claims do not see the bias at all
     gain = np.where(is_ref | (st.claim_ratio[cols] != 0), 0.0, 1.0 - w_src)
-    tau = _draws(idata, "bias_sd")[:, q]
+    tau = posterior_draws(idata, "bias_sd")[:, q]
     centre_bias = np.zeros_like(tau)
     if "bias_mean" in idata.posterior:
-        centre_bias = _draws(idata, "bias_mean")[:, q] * data["src_ref_centre"][src]
+        centre_bias = posterior_draws(idata, "bias_mean")[:, q] * data["src_ref_centre"][src]
     centre = y + gain * (centre_bias - log_bias[:, src])
     v = gain * tau  # sd the bias adds to the target
     z, wts = np.polynomial.hermite_e.hermegauss(HERMITE_NODES)
     wts = wts / wts.sum()
-    mu_k = _draws(idata, "reliability_mean")[:, q]
+    mu_k = posterior_draws(idata, "reliability_mean")[:, q]
     arg = mu_k[None] + PRIORS["reliability_sd"] * z[:, None, None]  # nodes x draws x claims
     kappa = np.exp(np.logaddexp(0.0, arg))  # exp(softplus)
     s_eff = np.sqrt((st.claim_spread[cols] * kappa) ** 2 + v[None] ** 2)
@@ -170,9 +166,9 @@ def refit_tension(st: Structure, idata_without: Any, col: int) -> float:
     """
     y, s = targets_numpy(
         st,
-        _draws(idata_without, "log_count"),
-        _draws(idata_without, "log_bias"),
-        _draws(idata_without, "log_reliability"),
+        posterior_draws(idata_without, "log_count"),
+        posterior_draws(idata_without, "log_bias"),
+        posterior_draws(idata_without, "log_reliability"),
     )
     c = [col]
     bl, ab = statement_tails(st.claim_shape[c], st.claim_kind[c], st.claim_a[c], st.claim_b[c], s[:, c], y[:, c])

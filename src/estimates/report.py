@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import plots
 from .claims import is_missing
-from .results import TENSION_THRESHOLD
+from .results import TENSION_THRESHOLD, format_number
 
 #: At most this many figures (the sources figure included); the report says
 #: how many regions were left out.
@@ -76,14 +76,7 @@ def _num(x: Any) -> str:
         v = float(x)
     except (TypeError, ValueError):
         return _e(x)
-    if math.isnan(v):
-        return ""
-    a = abs(v)
-    if a >= 100:
-        return f"{v:,.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
+    return format_number(v)
 
 
 def _tension(x: Any) -> str:

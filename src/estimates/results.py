@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -39,7 +40,19 @@ TENSION_THRESHOLD = 0.01
 DIAGNOSTIC_KEYS = ["r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"]
 
 
-def _draws(idata: Any, name: str) -> np.ndarray:
+def format_number(x: float) -> str:
+    """A number for reading in tables: thousands separated above 100, 1-2 decimals below; NaN blank."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    ax = abs(x)
+    if ax >= 100:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def posterior_draws(idata: Any, name: str) -> np.ndarray:
     """Posterior draws of ``name`` as (n_draws, ...) with chains stacked."""
     a = np.asarray(idata.posterior[name].values)
     return a.reshape((-1,) + a.shape[2:])
@@ -52,7 +65,7 @@ def _quantiles(x: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 def summarise_intervals(st: Structure, idata: Any, prob: float) -> pd.DataFrame:
     """One row per (quantity, region, time); aggregates are sums of leaves draw by draw."""
-    counts = np.exp(_draws(idata, "log_count"))
+    counts = np.exp(posterior_draws(idata, "log_count"))
     lo, med, hi = _quantiles(counts, prob)
     out = st.cells[["quantity", "region", "time"]].copy()
     out["time"] = out["time"].astype(object)
@@ -66,8 +79,8 @@ def summarise_intervals(st: Structure, idata: Any, prob: float) -> pd.DataFrame:
 
 def summarise_sources(st: Structure, idata: Any, prob: float) -> pd.DataFrame:
     """One row per (quantity, source): bias factor and reliability with intervals."""
-    bias = np.exp(_draws(idata, "log_bias"))
-    rel = np.exp(_draws(idata, "log_reliability"))
+    bias = np.exp(posterior_draws(idata, "log_bias"))
+    rel = np.exp(posterior_draws(idata, "log_reliability"))
     blo, bmed, bhi = _quantiles(bias, prob)
     rlo, rmed, rhi = _quantiles(rel, prob)
     out = st.sources[["quantity", "source", "n_claims"]].copy()
@@ -116,7 +129,12 @@ def summarise_claims(
     out["flagged"] = False
     if len(st.claim_row) == 0:
         return out
-    y, s = targets_numpy(st, _draws(idata, "log_count"), _draws(idata, "log_bias"), _draws(idata, "log_reliability"))
+    y, s = targets_numpy(
+        st,
+        posterior_draws(idata, "log_count"),
+        posterior_draws(idata, "log_bias"),
+        posterior_draws(idata, "log_reliability"),
+    )
     shape, kind = st.claim_shape, st.claim_kind
     rep = simulate_statement(shape, kind, st.claim_a, st.claim_b, s, y, rng)
     lo, _, hi = _quantiles(rep, prob)
