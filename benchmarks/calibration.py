@@ -293,7 +293,7 @@ def comparison(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown(summary: pd.DataFrame, comp: pd.DataFrame, infos: list[dict], header: str) -> str:
-    lines = [header, "", "### Coverage, interval score and CRPS (log scale)", ""]
+    lines = ["# Calibration results", "", header, "", "## Coverage, interval score and CRPS (log scale)", ""]
     lines.append(
         "| scenario | target | method | n | 50% coverage | 90% coverage | mean 90% interval score | mean CRPS "
         "| mean 90% width | open |"
@@ -304,7 +304,7 @@ def markdown(summary: pd.DataFrame, comp: pd.DataFrame, infos: list[dict], heade
             f"| {r.scenario} | {r.target} | {r.method} | {r.n} | {r.cov50:.3f} ± {r.se50:.3f} | "
             f"{r.cov90:.3f} ± {r.se90:.3f} | {r.interval_score:.3f} | {r.crps:.3f} | {r.width90:.3f} | {r.open} |"
         )
-    lines += ["", "### Interval score and CRPS on the cells every method estimates", ""]
+    lines += ["", "## Interval score and CRPS on the cells every method estimates", ""]
     cols = [c for c in comp.columns if c != "scenario"]
     lines.append("| scenario | " + " | ".join(cols) + " |")
     lines.append("|---" * (len(cols) + 1) + "|")

@@ -1,4 +1,7 @@
-"""Shared fixtures: a few real fits (fixed seeds) reused by the slow tests."""
+"""Shared fixtures: a few real fits (fixed seeds) reused by the slow tests.
+
+``example_fit`` (the article example) lives in the repository's root ``conftest.py``: the doctests use it too.
+"""
 
 from __future__ import annotations
 
@@ -94,12 +97,6 @@ def world():
 def world_fit(world):
     claims, _ = world
     return est.reconcile(claims, hierarchy=SIM_HIERARCHY, random_seed=11)
-
-
-@pytest.fixture(scope="session")
-def example_fit():
-    """The article example at default settings (the README's demo)."""
-    return est.reconcile(est.load_example("isis-2022"))
 
 
 def planted_world(seed: int = 5, wild_source: str = "A", c_factor: float = 3.0):

@@ -55,6 +55,8 @@ BAD = {
     ),
     "zero_value": ({"value": 0}, NonPositiveCountError, "value", "value = 0", "positive"),
     "negative_low": ({"low": -5, "high": 10}, NonPositiveCountError, "low", "low = -5", "positive"),
+    # a number read from the text is quoted as the text it came from
+    "zero_in_text": ({"claim": "about 0"}, NonPositiveCountError, "claim", "claim = 'about 0'", "positive"),
     "range_without_high": ({"low": 6000, "kind": "range"}, MNE, "high", "high = nan", "needs both"),
     "low_not_a_number": ({"low": "abc", "high": 8000}, MNE, "low", "low = 'abc'", "plain numbers"),
     "infinite_value": ({"value": math.inf}, MNE, "value", "value = inf", "positive number"),

@@ -54,6 +54,30 @@ def test_unmixed_chains_fail_and_warn_with_hints():
     assert "R-hat" in msg and "tune=1000" in msg
 
 
+def test_one_chain_has_no_r_hat_and_says_so():
+    rng = np.random.default_rng(3)
+    one = az.from_dict(
+        posterior={"log_count": rng.normal(size=(1, 2000, 3))},
+        sample_stats={"diverging": np.zeros((1, 2000), dtype=bool)},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy "All-NaN slice" leaking out
+        d = diagnostics(one, ["log_count"], "nutpie", 1.0)
+    assert np.isnan(d["r_hat_max"]) and d["ess_bulk_min"] > ESS_MIN
+    assert d["converged"] is False  # one chain cannot show that chains agree
+    with pytest.warns(ConvergenceWarning, match="R-hat needs at least 2 chains"):
+        warn_if_unconverged(d, SamplerOptions(chains=1))
+
+
+@pytest.mark.parametrize(
+    ("now", "hint"), [(0.8, "target_accept=0.95 (now 0.8)"), (0.95, "target_accept=0.99 (now 0.95)")]
+)
+def test_divergence_hint_raises_target_accept_above_the_current_value(now, hint):
+    d = {"r_hat_max": 1.001, "ess_bulk_min": 900.0, "divergences": 2}
+    with pytest.warns(ConvergenceWarning, match=hint.replace("(", r"\(").replace(")", r"\)")):
+        warn_if_unconverged(d, SamplerOptions(target_accept=now))
+
+
 def test_no_warning_when_converged():
     d = {"r_hat_max": 1.001, "ess_bulk_min": 900.0, "divergences": 0}
     with warnings.catch_warnings():

@@ -167,7 +167,11 @@ def test_plot_claims_glyphs_follow_the_kind(fake):
     x_at_least = list(by_row[2].get_xdata())
     assert x_at_least[0] == 4000 and x_at_least[1] > 4000 and by_row[2].get_marker() == ">"
     assert list(by_row[3].get_xdata()) == [30000] and by_row[3].get_marker() == "o"
-    assert by_row[3].get_path_effects()  # the red outline of the flagged claim
+    # the flagged point keeps its source's colour inside a red ring; a flagged range would get a red halo
+    ring = next(a for a in ax.get_lines() if a.get_gid() == "flag-ring:3")
+    assert list(ring.get_xdata()) == [30000] and ring.get_markerfacecolor() == "none"
+    assert ring.get_markeredgecolor() == plots.FLAG_COLOUR
+    assert by_row[3].get_markeredgecolor() == by_row[3].get_color() != plots.FLAG_COLOUR
     assert not by_row[0].get_path_effects()
     # one colour per source: both UN claims share it, US differs
     assert by_row[0].get_color() == by_row[2].get_color() != by_row[1].get_color()
@@ -299,3 +303,11 @@ def test_real_fit_plots(example_fit):
     assert claim_rows(ax) == [8]
     ax = r.plot_sources()
     assert len(gids(ax, "source:")) == len(r.sources)
+
+
+def test_plot_claims_reads_time_as_the_claims_table_does(fake):
+    # a claim's "2022-2" is the period labelled "2022-02"; so is the plot's time=
+    ax = plots.plot_claims(fake, "Syria", "2022-2", quantity="fighters")
+    assert claim_rows(ax) == [0, 1, 2, 3]
+    with pytest.raises(est.OptionError, match="unknown time '2022-13'"):
+        plots.plot_claims(fake, "Syria", "2022-13", quantity="fighters")

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from .api import reconcile  # noqa: E402
 from .datasets import example_hierarchy, load_example  # noqa: E402
 from .errors import (  # noqa: E402
+    ApproximationWarning,
     ClaimError,
     ConvergenceWarning,
     CoverageError,
@@ -35,6 +36,7 @@ from .simulate import World, simulate  # noqa: E402
 
 __all__ = [
     "DEFAULT_PROB",
+    "ApproximationWarning",
     "ClaimError",
     "ClaimParseError",
     "ConvergenceWarning",

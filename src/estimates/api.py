@@ -77,10 +77,19 @@ def reconcile(
 ) -> Reconciliation:
     """Reconcile conflicting claims into posterior intervals per region and time.
 
+    Each claim is read as a noisy, possibly censored, possibly biased
+    observation of a hidden count per region and time; one model fits them
+    all, with a bias and a reliability per source, and each claim is then
+    checked against the rest by leave-one-out.
+
     Parameters
     ----------
     claims : DataFrame, list of dict, or path to a CSV file
-        The claims table (DESIGN section 3). Never modified.
+        The claims table: one row per statement, with ``region``, the
+        statement as text in ``claim`` or as numbers in ``low``/``high``/
+        ``value``, and optionally ``kind``, ``time``, ``since``, ``source``,
+        ``quantity`` and ``coverage``; other columns are carried through to
+        ``result.claims``. Never modified.
     hierarchy : mapping, optional
         ``{aggregate: [members]}``; members may be aggregates. When omitted,
         ``claims.attrs["hierarchy"]`` is used if present (the embedded examples
@@ -109,7 +118,7 @@ def reconcile(
         NUTS otherwise: the fastest measured here (``benchmarks/run.py``).
         ``numpyro`` and ``nutpie-jax`` need ``pip install 'estimates[jax]'``.
         A compiled model is reused by later calls with the same layout of
-        claims (see :func:`estimates.inference.cache_info`).
+        claims (see ``estimates.inference.cache_info()``).
     decimal : {None, ".", ","}
         Decimal mark of numbers in ``claim`` texts (see :func:`estimates.parse_claim`).
     method : {"nuts", "advi"}
@@ -132,19 +141,71 @@ def reconcile(
     Reconciliation
         ``intervals``, ``sources``, ``claims``, ``diagnostics``, ``idata``.
 
+    Raises
+    ------
+    ClaimError
+        A row that cannot be used, with ``errors="raise"`` (one of its
+        subclasses, e.g. :class:`~estimates.errors.InvalidRangeError`; the
+        message names the row, the column and what to do).
+    EmptyClaimsError
+        No row to reconcile (also when every row is rejected with
+        ``errors="skip"``).
+    HierarchyError
+        A malformed ``hierarchy``.
+    OptionError
+        An option out of range or unknown.
+
     Warns
     -----
     ConvergenceWarning
         When R-hat, ESS or divergences fail their thresholds, with a hint.
+    ApproximationWarning
+        With ``method="advi"``, when the approximation fails its check; and
+        when leave-one-out checks stay unreliable after ``refits`` refits.
+
+    See Also
+    --------
+    estimates.Reconciliation : What is returned, with its tables and figures.
+    estimates.parse_claim : How a ``claim`` text is read.
+    estimates.baselines : Simple per-cell summaries to compare with.
+
+    Notes
+    -----
+    The claims are checked before anything is compiled or sampled, so a bad
+    table fails at once. A second call with the same layout of claims (other
+    numbers) reuses the compiled model.
 
     Examples
     --------
     >>> import estimates as est
-    >>> result = est.reconcile(
+    >>> claims = est.load_example("isis-2022")
+    >>> len(claims), claims.attrs["hierarchy"]["Iraq and Syria"]
+    (10, ['Iraq', 'Syria'])
+    >>> result = est.reconcile(claims)  # doctest: +SKIP
+
+    Sampling takes a while, so the test suite supplies that fit as
+    ``result``:
+
+    >>> result.diagnostics["converged"]
+    True
+    >>> result.intervals[["quantity", "region", "time"]].head(2)
+       quantity          region     time
+    0  fighters  Iraq and Syria  2021-08
+    1  fighters  Iraq and Syria  2022-02
+
+    Claims can also be a list of dicts, numbers or text:
+
+    >>> result = est.reconcile(  # doctest: +SKIP
     ...     [{"region": "Syria", "low": 6000, "high": 8000, "source": "UN"},
-    ...      {"region": "Syria", "low": 8000, "high": 16000, "source": "US"}],
-    ...     draws=300, tune=300, chains=2)  # doctest: +SKIP
-    >>> result.intervals[["region", "median", "lower", "upper"]]  # doctest: +SKIP
+    ...      {"region": "Syria", "claim": "8,000 to 16,000 fighters", "source": "US"}],
+    ...     draws=300, tune=300, chains=2)
+
+    The table is checked before any sampling:
+
+    >>> est.reconcile([{"region": "Syria", "low": 8000, "high": 6000}])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    estimates.errors.InvalidRangeError: claim 0 (...): high = 6000: is below low (8,000). swap low and high, ...
     """
     if not (isinstance(prob, (int, float)) and 0 < prob < 1):
         raise OptionError(f"prob={prob!r} must be strictly between 0 and 1, e.g. 0.9")
@@ -327,7 +388,9 @@ def _checks(
     if (unreliable or sources_unreliable) and exact:
         warnings.warn(
             f"{unreliable} claim(s) and {sources_unreliable} source(s) have PSIS Pareto k above "
-            f"{loo.LOO_K_MAX} and were not refit (refits={refits} were used up): their tension or influence "
+            f"{loo.LOO_K_MAX} and were not refit "
+            f"({'refits=0 asked for none' if refits == 0 else f'all refits={refits} were used'}): "
+            "their tension or influence "
             "is unreliable (claims['loo'] and sources['influence_method'] say which). "
             "Pass a larger refits= to refit them.",
             ApproximationWarning,

@@ -44,6 +44,17 @@ from .claims import ClaimsLike, Hierarchy, normalise
 from .errors import OptionError
 from .interpret import DEFAULT_PROB, Interpretation, shapes_table
 
+__all__ = [
+    "BASELINES",
+    "BASELINE_COLUMNS",
+    "dersimonian_laird",
+    "envelope",
+    "inverse_variance",
+    "midpoint",
+    "pool_dersimonian_laird",
+    "pool_fixed",
+]
+
 #: Columns of every baseline's table.
 BASELINE_COLUMNS = ["quantity", "region", "time", "median", "lower", "upper", "n_claims"]
 
@@ -70,21 +81,38 @@ def _check_pool_inputs(y: Any, v: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pool_fixed(y: Any, v: Any) -> tuple[float, float]:
-    """Fixed-effect (inverse-variance) pooled mean of estimates ``y`` with variances ``v``.
+    """Pool estimates ``y`` with variances ``v`` by their fixed-effect (inverse-variance) mean.
 
     Weights ``w = 1 / v``; ``mu = sum(w y) / sum(w)``, ``se = 1 / sqrt(sum(w))``.
 
     Parameters
     ----------
-    y, v : array_like
-        Estimates and their sampling variances (same length, ``v > 0``).
+    y : array_like
+        Estimates (finite).
+    v : array_like
+        Their sampling variances: one per estimate, positive and finite.
 
     Returns
     -------
-    mu, se : float
+    mu : float
+        Pooled mean.
+    se : float
+        Its standard error.
+
+    Raises
+    ------
+    ValueError
+        An empty ``y``, lengths that differ, a value that is not finite or a
+        variance that is not positive.
+
+    See Also
+    --------
+    pool_dersimonian_laird : The random-effects version.
+    inverse_variance : This pooling, cell by cell, on a claims table.
 
     Examples
     --------
+    >>> from estimates.baselines import pool_fixed
     >>> mu, se = pool_fixed([0.0, 1.0], [1.0, 1.0])
     >>> float(mu), round(float(se), 4)
     (0.5, 0.7071)
@@ -95,7 +123,7 @@ def pool_fixed(y: Any, v: Any) -> tuple[float, float]:
 
 
 def pool_dersimonian_laird(y: Any, v: Any) -> tuple[float, float, float]:
-    """Random-effects pooled mean by the method of moments of DerSimonian and Laird (1986).
+    """Pool estimates by random effects, with the method of moments of DerSimonian and Laird (1986).
 
     With fixed-effect weights ``w = 1 / v`` and their pooled mean ``mu_F``:
     ``Q = sum(w (y - mu_F)^2)``, ``tau2 = max(0, (Q - (k - 1)) / (sum(w) -
@@ -104,16 +132,35 @@ def pool_dersimonian_laird(y: Any, v: Any) -> tuple[float, float, float]:
 
     Parameters
     ----------
-    y, v : array_like
-        Estimates and their sampling variances (same length, ``v > 0``).
+    y : array_like
+        Estimates (finite).
+    v : array_like
+        Their sampling variances: one per estimate, positive and finite.
 
     Returns
     -------
-    mu, se, tau2 : float
-        Pooled mean, its standard error, and the between-estimate variance.
+    mu : float
+        Pooled mean.
+    se : float
+        Its standard error.
+    tau2 : float
+        The between-estimate variance (0 when the estimates agree no less
+        than their variances say).
+
+    Raises
+    ------
+    ValueError
+        An empty ``y``, lengths that differ, a value that is not finite or a
+        variance that is not positive.
+
+    See Also
+    --------
+    pool_fixed : The fixed-effect version (``tau2 = 0``).
+    dersimonian_laird : This pooling, cell by cell, on a claims table.
 
     Examples
     --------
+    >>> from estimates.baselines import pool_dersimonian_laird
     >>> mu, se, tau2 = pool_dersimonian_laird([0.0, 2.0], [1.0, 1.0])
     >>> float(mu), float(se), float(tau2)
     (1.0, 1.0, 1.0)
@@ -211,7 +258,7 @@ def midpoint(
     hierarchy: HierarchyLike = None,
     interpretation: InterpretationLike = None,
 ) -> pd.DataFrame:
-    """Average of the claims' midpoints, as an analyst takes them.
+    """Average the claims' midpoints in each cell, as an analyst takes them.
 
     A range's midpoint is ``(low + high) / 2`` (its best value, when it gives
     one); "about X" and an exact X give ``X``; "more than X" and "up to X"
@@ -222,7 +269,7 @@ def midpoint(
     Parameters
     ----------
     claims : DataFrame, list of dict, or path to a CSV file
-        The claims table (DESIGN section 3). Never modified.
+        The claims table, as for :func:`estimates.reconcile`. Never modified.
     prob : float
         Accepted for a common signature with the other baselines; the
         interval is always min to max.
@@ -237,8 +284,20 @@ def midpoint(
     DataFrame
         ``quantity, region, time, median, lower, upper, n_claims``.
 
+    Raises
+    ------
+    OptionError
+        ``prob`` outside (0, 1).
+    ClaimError
+        A claim that cannot be read (as in :func:`estimates.reconcile`).
+
+    See Also
+    --------
+    envelope : The lowest low to the highest high.
+
     Examples
     --------
+    >>> from estimates.baselines import midpoint
     >>> claims = [{"region": "Syria", "low": 6000, "high": 8000},
     ...           {"region": "Syria", "low": 8000, "high": 16000}]
     >>> midpoint(claims)[["median", "lower", "upper", "n_claims"]].to_dict("records")
@@ -266,7 +325,7 @@ def envelope(
     hierarchy: HierarchyLike = None,
     interpretation: InterpretationLike = None,
 ) -> pd.DataFrame:
-    """Lowest low to highest high of the claims: "estimates range from A to B".
+    """Span the claims of each cell from the lowest low to the highest high: "estimates range from A to B".
 
     ``lower`` is the smallest of the lows (a range's low, an at-least bound,
     a point's value); ``upper`` the largest of the highs (a range's high, an
@@ -278,19 +337,33 @@ def envelope(
     Parameters
     ----------
     claims : DataFrame, list of dict, or path to a CSV file
-        The claims table (DESIGN section 3). Never modified.
+        The claims table, as for :func:`estimates.reconcile`. Never modified.
     prob : float
         Accepted for a common signature with the other baselines; not used.
-    hierarchy, interpretation
-        As in :func:`midpoint`.
+    hierarchy : mapping, optional
+        ``{aggregate: [members]}``, as in :func:`midpoint`.
+    interpretation : mapping or Interpretation, optional
+        The reading of statements, as in :func:`estimates.reconcile`.
 
     Returns
     -------
     DataFrame
         ``quantity, region, time, median, lower, upper, n_claims``.
 
+    Raises
+    ------
+    OptionError
+        ``prob`` outside (0, 1).
+    ClaimError
+        A claim that cannot be read (as in :func:`estimates.reconcile`).
+
+    See Also
+    --------
+    midpoint : The average of the claims' midpoints.
+
     Examples
     --------
+    >>> from estimates.baselines import envelope
     >>> claims = [{"region": "Syria", "low": 6000, "high": 8000},
     ...           {"region": "Syria", "low": 8000, "high": 16000}]
     >>> envelope(claims)[["median", "lower", "upper"]].round(1).to_dict("records")
@@ -325,10 +398,10 @@ def inverse_variance(
     hierarchy: HierarchyLike = None,
     interpretation: InterpretationLike = None,
 ) -> pd.DataFrame:
-    """Fixed-effect meta-analysis of the ranges and points of each cell, on the log scale.
+    """Pool the ranges and points of each cell by a fixed-effect meta-analysis on the log scale.
 
     Each range or point is an estimate ``y`` (log of its centre) with
-    variance ``spread^2`` (:func:`estimates.interpret.shape_of`); they are
+    variance ``spread^2`` (``estimates.interpret.shape_of``); they are
     pooled by :func:`pool_fixed` and the interval is ``exp(mu +- z se)``,
     ``z`` the normal quantile of ``prob``. Bounds are not used: a cell with
     only bounds gets no row.
@@ -336,19 +409,34 @@ def inverse_variance(
     Parameters
     ----------
     claims : DataFrame, list of dict, or path to a CSV file
-        The claims table (DESIGN section 3). Never modified.
+        The claims table, as for :func:`estimates.reconcile`. Never modified.
     prob : float
         Probability of the interval.
-    hierarchy, interpretation
-        As in :func:`midpoint`.
+    hierarchy : mapping, optional
+        ``{aggregate: [members]}``, as in :func:`midpoint`.
+    interpretation : mapping or Interpretation, optional
+        The reading of statements, as in :func:`estimates.reconcile`.
 
     Returns
     -------
     DataFrame
         ``quantity, region, time, median, lower, upper, n_claims`` (claims pooled).
 
+    Raises
+    ------
+    OptionError
+        ``prob`` outside (0, 1).
+    ClaimError
+        A claim that cannot be read (as in :func:`estimates.reconcile`).
+
+    See Also
+    --------
+    pool_fixed : The pooling of one cell.
+    dersimonian_laird : The random-effects version.
+
     Examples
     --------
+    >>> from estimates.baselines import inverse_variance
     >>> claims = [{"region": "A", "low": 50, "high": 200, "coverage": 0.95},
     ...           {"region": "A", "value": 100, "kind": "exact"},
     ...           {"region": "A", "low": 300}]
@@ -366,7 +454,7 @@ def dersimonian_laird(
     hierarchy: HierarchyLike = None,
     interpretation: InterpretationLike = None,
 ) -> pd.DataFrame:
-    """Random-effects meta-analysis (DerSimonian and Laird 1986) of the ranges and points of each cell.
+    """Pool the ranges and points of each cell by a random-effects meta-analysis (DerSimonian and Laird 1986).
 
     The same estimates as :func:`inverse_variance`, pooled by
     :func:`pool_dersimonian_laird`: the spread between claims beyond what
@@ -376,19 +464,34 @@ def dersimonian_laird(
     Parameters
     ----------
     claims : DataFrame, list of dict, or path to a CSV file
-        The claims table (DESIGN section 3). Never modified.
+        The claims table, as for :func:`estimates.reconcile`. Never modified.
     prob : float
         Probability of the interval.
-    hierarchy, interpretation
-        As in :func:`midpoint`.
+    hierarchy : mapping, optional
+        ``{aggregate: [members]}``, as in :func:`midpoint`.
+    interpretation : mapping or Interpretation, optional
+        The reading of statements, as in :func:`estimates.reconcile`.
 
     Returns
     -------
     DataFrame
         ``quantity, region, time, median, lower, upper, n_claims`` (claims pooled).
 
+    Raises
+    ------
+    OptionError
+        ``prob`` outside (0, 1).
+    ClaimError
+        A claim that cannot be read (as in :func:`estimates.reconcile`).
+
+    See Also
+    --------
+    pool_dersimonian_laird : The pooling of one cell.
+    inverse_variance : The fixed-effect version.
+
     Examples
     --------
+    >>> from estimates.baselines import dersimonian_laird, inverse_variance
     >>> claims = [{"region": "A", "low": 50, "high": 200, "coverage": 0.95},
     ...           {"region": "A", "low": 200, "high": 800, "coverage": 0.95}]
     >>> out = dersimonian_laird(claims, prob=0.95)

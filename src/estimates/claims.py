@@ -442,8 +442,8 @@ def _interpret_row(
             raise NonPositiveCountError(
                 "must be positive",
                 row=i,
-                column=col,
-                value=rec.get(col),
+                column=col if not is_missing(rec.get(col)) else "claim",
+                value=rec.get(col) if not is_missing(rec.get(col)) else rec.get("claim"),  # the text it was read from
                 hint="counts and ratios are positive; for 'no change' use a ratio of 1 with 'since'",
                 context=ctx,
             )

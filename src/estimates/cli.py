@@ -104,6 +104,12 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps per chain (default 1000)")
     p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     p.add_argument(
+        "--target-accept",
+        type=float,
+        default=None,
+        help="NUTS target acceptance rate; raise it (e.g. 0.99) when divergences are reported (default 0.95)",
+    )
+    p.add_argument(
         "--sampler",
         choices=("auto", "nutpie", "pymc", "numpyro", "nutpie-jax"),
         default="auto",
@@ -171,7 +177,9 @@ def _parser() -> argparse.ArgumentParser:
         help="reconcile a claims CSV and write the intervals as CSV",
         description="Reconcile the claims in a CSV file (- for standard input) and write the intervals.",
     )
-    rec.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
+    rec.add_argument(
+        "claims", help="claims CSV (the columns of estimates.reconcile's claims table), or - for standard input"
+    )
     rec.add_argument("-o", "--output", default="-", help="intervals CSV to write (default -: standard output)")
     rec.add_argument("--sources-out", help="also write the sources table to this CSV")
     rec.add_argument("--claims-out", help="also write the claims table (with status and tension) to this CSV")
@@ -184,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconcile the claims in a CSV file (- for standard input), as 'reconcile' does, and write "
         "an HTML report: summary, claims in tension with their quotes, figures, tables and diagnostics.",
     )
-    rep.add_argument("claims", help="claims CSV (DESIGN section 3 columns), or - for standard input")
+    rep.add_argument(
+        "claims", help="claims CSV (the columns of estimates.reconcile's claims table), or - for standard input"
+    )
     rep.add_argument("-o", "--output", required=True, metavar="PATH", help="the HTML file to write")
     _input_args(rep)
     _sampling_args(rep)
@@ -308,6 +318,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     if args.prob is not None:
         kw["prob"] = args.prob
+    if args.target_accept is not None:
+        kw["target_accept"] = args.target_accept
     if args.command == "demo":
         t0 = time.perf_counter()
         claims = est.load_example(args.example)

@@ -272,9 +272,12 @@ def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) 
         keep = np.atleast_1d(post[v].std(dim=("chain", "draw")).values > 1e-12)
         r = np.atleast_1d(rhat[v].values)[keep]
         e = np.atleast_1d(ess[v].values)[keep]
-        if r.size:
+        if np.isfinite(r).any():
             r_hat_max = max(r_hat_max, float(np.nanmax(r)))
+        if np.isfinite(e).any():
             ess_min = min(ess_min, float(np.nanmin(e)))
+    if post.sizes.get("chain", 0) < 2:
+        r_hat_max = float("nan")  # R-hat compares chains: one chain cannot show it has converged
     div = int(idata.sample_stats["diverging"].sum().values) if "diverging" in idata.sample_stats else 0
     converged = bool(r_hat_max <= RHAT_MAX and ess_min >= ESS_MIN and div == 0)
     return {
@@ -291,11 +294,15 @@ def warn_if_unconverged(diag: dict[str, Any], options: SamplerOptions) -> None:
     """Warn with a concrete hint for each failed check; silent only when all pass."""
     problems = []
     if diag["divergences"]:
+        higher = 0.95 if options.target_accept < 0.95 else 0.99 if options.target_accept < 0.99 else None
+        step = f"try target_accept={higher} (now {options.target_accept}), or " if higher else ""
         problems.append(
-            f"{diag['divergences']} divergent transitions: intervals may be biased; try "
-            f"target_accept=0.95 (now {options.target_accept}), or robust=True if claims conflict sharply"
+            f"{diag['divergences']} divergent transitions: intervals may be biased; {step}"
+            "robust=True if claims conflict sharply"
         )
-    if diag["r_hat_max"] > RHAT_MAX:
+    if not diag["r_hat_max"] == diag["r_hat_max"]:  # NaN: a single chain
+        problems.append("R-hat needs at least 2 chains to compare; sample with chains=4")
+    elif diag["r_hat_max"] > RHAT_MAX:
         problems.append(
             f"R-hat {diag['r_hat_max']:.3f} > {RHAT_MAX}: chains disagree; try tune={2 * options.tune} "
             f"and draws={2 * options.draws}"

@@ -49,7 +49,8 @@ from scipy import stats
 
 from .errors import OptionError
 
-#: Default probability of the reported intervals (``prob=`` of ``reconcile``).
+#: Default probability of the reported equal-tailed intervals: ``prob=`` of
+#: :func:`estimates.reconcile` and of the :mod:`estimates.baselines` (0.9, a 90% interval).
 DEFAULT_PROB = 0.9
 
 #: The kinds of claim, in the order used for codes.
@@ -186,36 +187,60 @@ class Interpretation:
     """Defaults that turn statements into likelihood terms.
 
     Pass overrides to :func:`estimates.reconcile` as
-    ``interpretation={"coverage": 0.8}``; unknown names raise.
+    ``interpretation={"coverage": 0.8}``; unknown names raise. The instance
+    is frozen: each parameter is kept as the attribute of the same name.
 
-    Attributes
+    Parameters
     ----------
-    coverage : float
+    coverage : float, default 0.9
         Probability a range's source meant it to hold, when the row gives none.
-    bound_factor : float
+    bound_factor : float, default 2.0
         ``u`` of the soft bounds: "more than X" puts the truth most likely in
-        ``[X, u*X]``; "up to X" in ``[X/u, X]``.
-    bound_edge_sd : float
+        ``[X, u*X]``; "up to X" in ``[X/u, X]``. Must be above 1.
+    bound_edge_sd : float, default 0.1
         Blur (log scale) of a bound's edge: how far a source may be wrong
         about its own bound.
-    bounds : {"soft", "censored"}
+    bounds : {"soft", "censored"}, default "soft"
         ``"soft"`` reads one-sided bounds as the box above; ``"censored"``
         reads them as pure bounds with no upper (lower) limit.
-    about_floor_sd : float
+    about_floor_sd : float, default 0.1
         Smallest spread (log scale) of an "about X" claim.
-    about_coverage : float
+    about_coverage : float, default 0.9
         Probability that the truth lies within the rounding half-unit of an
-        "about X" claim (see :func:`roundness_sd`).
-    exact_sd : float
+        "about X" claim (see ``estimates.interpret.roundness_sd``).
+    exact_sd : float, default 0.05
         Spread (log scale) of an exact count: counts are miscounted too.
-    range_floor_sd : float
+    range_floor_sd : float, default 0.05
         Smallest spread (log scale) of a range claim (a range of width zero is
         still not a certainty).
-    robust_weight : float
+    robust_weight : float, default 0.05
         With ``robust=True``, the prior probability that a claim is wild.
-    robust_sd : float
+    robust_sd : float, default 1.5
         With ``robust=True``, the spread (log scale) of a wild claim around
         its own number.
+
+    Raises
+    ------
+    OptionError
+        A probability outside (0, 1), a spread that is not positive, a
+        ``bound_factor`` not above 1 or an unknown ``bounds``.
+
+    See Also
+    --------
+    estimates.interpret.hedge_table : Which words give which kind of claim.
+
+    Examples
+    --------
+    >>> from estimates import Interpretation
+    >>> Interpretation().coverage
+    0.9
+    >>> wide = Interpretation(coverage=0.8, bounds="censored")
+    >>> wide.coverage, wide.bounds, wide.bound_factor
+    (0.8, 'censored', 2.0)
+    >>> Interpretation(coverage=90)
+    Traceback (most recent call last):
+        ...
+    estimates.errors.OptionError: interpretation coverage = 90 must be strictly between 0 and 1
     """
 
     coverage: float = 0.9
@@ -245,7 +270,41 @@ class Interpretation:
 
     @classmethod
     def from_options(cls, options: Interpretation | Mapping[str, Any] | None) -> Interpretation:
-        """Build from ``None``, a mapping of overrides or an instance; unknown keys raise."""
+        """Build from ``None``, a mapping of overrides or an instance; unknown keys raise.
+
+        This is how :func:`estimates.reconcile` and the baselines read their
+        ``interpretation=`` argument.
+
+        Parameters
+        ----------
+        options : Interpretation, mapping or None
+            ``None`` for the defaults, a mapping of field names to values
+            (the other fields keep their defaults), or an instance, returned
+            as it is.
+
+        Returns
+        -------
+        Interpretation
+            The reading to use.
+
+        Raises
+        ------
+        OptionError
+            A key that is not a field (the message lists the valid ones), or
+            a value out of range.
+
+        Examples
+        --------
+        >>> from estimates import Interpretation
+        >>> Interpretation.from_options({"coverage": 0.8}).coverage
+        0.8
+        >>> Interpretation.from_options(None) == Interpretation()
+        True
+        >>> Interpretation.from_options({"coverage": 0.8, "covrage": 0.7})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+            ...
+        estimates.errors.OptionError: unknown interpretation option(s) 'covrage'; valid ones are: about_coverage, ...
+        """
         if options is None:
             return cls()
         if isinstance(options, Interpretation):
@@ -458,17 +517,33 @@ def observed_number(shape: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.nd
 
 
 def hedge_table() -> pd.DataFrame:
-    """The hedge words and what each reads as, one row per phrase (for docs and users).
+    """List the hedge words and what each reads as, one row per phrase (for docs and users).
 
-    Built from :data:`HEDGES`, :data:`VAGUE`, :data:`WORD_POINTS`,
-    :data:`RATIO_WORDS` and :data:`FRACTIONS`: the parser and the model use
+    Built from the module's tables ``HEDGES``, ``VAGUE``, ``WORD_POINTS``,
+    ``RATIO_WORDS`` and ``FRACTIONS``: the parser and the model use
     those same tables, so this never drifts from what the code does.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``phrase`` (``X`` stands for the number), ``kind`` (the kind
+        of claim it gives) and ``reading`` (what the model makes of it, with
+        the default :class:`Interpretation`).
+
+    See Also
+    --------
+    estimates.parse_claim : Reads a statement with these words.
 
     Examples
     --------
+    >>> from estimates.interpret import hedge_table
     >>> t = hedge_table()
+    >>> list(t.columns)
+    ['phrase', 'kind', 'reading']
     >>> t.loc[t["phrase"] == "more than X", "kind"].item()
     'at_least'
+    >>> t.loc[t["phrase"] == "X or so", "kind"].item()
+    'about'
     """
     d = Interpretation()
     reading = {

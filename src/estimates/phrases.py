@@ -26,7 +26,27 @@ __all__ = ["ClaimParseError", "parse_claim"]
 
 
 class ClaimParseError(ClaimError):
-    """A statement cannot be read as one claim."""
+    """A statement cannot be read as one claim.
+
+    Raised by :func:`parse_claim` for a text with no number, with several
+    unrelated numbers, or with a number that could be read two ways; by
+    :func:`estimates.reconcile` for a ``claim`` text it cannot read. It is a
+    :class:`~estimates.errors.ClaimError`, so ``errors="skip"`` keeps the
+    row with a ``status`` instead.
+
+    Examples
+    --------
+    >>> import estimates as est
+    >>> est.parse_claim("a large number of fighters")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    estimates.phrases.ClaimParseError: 'a large number of fighters': holds no number. write the number, ...
+    >>> try:
+    ...     est.parse_claim("between 5 and 6 and 7")
+    ... except est.ClaimParseError as exc:
+    ...     print(exc.reason)
+    'between 5 and 6 and 7': holds more than one number (7 besides the claim 'between 5 and 6')
+    """
 
 
 DECIMALS = (None, ".", ",")
@@ -321,6 +341,11 @@ _COMPILED: list[tuple[str, re.Pattern[str]]] | None = None
 def parse_claim(text: str, *, decimal: str | None = None) -> dict[str, Any]:
     """Read one statement as a claim.
 
+    Finds the numbers in the text (digits, scale words, number words) and
+    the hedge words around them, and returns the claim they make in the
+    columns of the claims table. :func:`estimates.reconcile` reads the
+    ``claim`` column this way; call it to see how a text will be read.
+
     Parameters
     ----------
     text : str
@@ -344,8 +369,20 @@ def parse_claim(text: str, *, decimal: str | None = None) -> dict[str, Any]:
         When the text holds no number, several unrelated numbers, or an
         ambiguous one.
 
+    See Also
+    --------
+    estimates.interpret.hedge_table : Every hedge word and how it is read.
+
+    Notes
+    -----
+    What each hedge word means is not decided here but read from the tables
+    of :mod:`estimates.interpret`; this function only finds the words and
+    numbers. Years in date phrases ("since August 2021") are set aside, so
+    they do not count as a second number.
+
     Examples
     --------
+    >>> from estimates import parse_claim
     >>> c = parse_claim("somewhere between 9,000 to 18,000 fighters")
     >>> c["kind"], c["low"], c["high"], c["unit"]
     ('range', 9000.0, 18000.0, 'fighters')
@@ -353,6 +390,8 @@ def parse_claim(text: str, *, decimal: str | None = None) -> dict[str, Any]:
     ('at_least', 2.0)
     >>> parse_claim("10,000 or so")["kind"]
     'about'
+    >>> parse_claim("1.082 fighters", decimal=",")["value"]  # the dot groups thousands
+    1082.0
     """
     global _COMPILED
     if not isinstance(text, str) or not text.strip():

@@ -71,6 +71,14 @@ def _key(v: Any) -> str | None:
     return str(v).strip()
 
 
+def _time_key(v: Any) -> str | None:
+    """:func:`_key` of a time as the claims table would label it (None if it is not a time)."""
+    try:
+        return _key(parse_time(v, numeric=False)[0])
+    except (ValueError, TypeError):
+        return None
+
+
 def _float(v: Any) -> float:
     """A number from a table cell; NaN for None, blanks and text."""
     try:
@@ -88,7 +96,8 @@ def _fmt_count(x: float) -> str:
 
 
 def _fmt_tension(t: float) -> str:
-    return "< 0.001" if t < 0.001 else f"{t:.3f}"
+    """Two significant digits, so a flagged 0.0097 never reads as "0.010" beside a "< 0.01" legend."""
+    return "< 0.001" if t < 0.001 else f"{t:.2g}"
 
 
 def _flagged(claims: pd.DataFrame) -> pd.Series:
@@ -174,6 +183,8 @@ def _select(result: Any, quantity: Any, region: Any, time: Any, *, by_time: bool
         if want is None:
             continue
         hit = mask & (keys[col] == _key(want)).to_numpy()
+        if name == "time" and not hit.any():  # "2022-2" names the period labelled "2022-02"
+            hit = mask & (keys[col] == _time_key(want)).to_numpy()
         if not hit.any():
             where = f" for {', '.join(_described(iv, mask, name))}" if not mask.all() else ""
             raise OptionError(f"unknown {name} {want!r}{where}; choose one of: {_choices(iv.loc[mask, name].tolist())}")
@@ -287,7 +298,22 @@ def _draw_claim(
     pos = [at] * len(counts)
     xs, ys = (pos, counts) if vertical else (counts, pos)
     flagged = bool(row.get("_flagged", False))
-    effects = [pe.Stroke(linewidth=7, foreground=FLAG_COLOUR), pe.Normal()] if flagged else None
+    point = len(counts) == 1
+    # a flagged range gets a red halo; a flagged point a red ring around it, so its source colour still shows
+    effects = [pe.Stroke(linewidth=7, foreground=FLAG_COLOUR), pe.Normal()] if flagged and not point else None
+    if flagged and point:
+        (ring,) = ax.plot(
+            xs,
+            ys,
+            linestyle="none",
+            marker="o",
+            markersize=17,
+            markerfacecolor="none",
+            markeredgecolor=FLAG_COLOUR,
+            markeredgewidth=2.5,
+            zorder=3.9,
+        )
+        ring.set_gid(f"flag-ring:{row_label}")
     (line,) = ax.plot(
         xs,
         ys,
@@ -296,7 +322,7 @@ def _draw_claim(
         marker=marker,
         markersize=11 if len(counts) > 1 else 9,
         markeredgewidth=2.5 if len(counts) > 1 else 1.5,
-        markeredgecolor=FLAG_COLOUR if flagged and len(counts) == 1 else colour,
+        markeredgecolor=colour,
         markevery=every,
         solid_capstyle="butt",
         zorder=4,
@@ -503,7 +529,7 @@ def plot_claims(
     quantity: str | None = None,
     ax: Any = None,
 ) -> Any:
-    """Each claim about one region and time beside the posterior interval there.
+    """Draw each claim about one region and time beside the posterior interval there.
 
     One row per claim (used, non-relative, of that quantity, region and
     time), labelled with its text: ranges as bars, one-sided bounds as arrows
@@ -517,14 +543,17 @@ def plot_claims(
     ----------
     result : Reconciliation
         What :func:`estimates.reconcile` returned.
-    region, time : optional
-        The cell to draw. Left as None, a value is filled in: the only one
-        there is, or else the one whose cell has the most claims (ties: the
-        first in ``result.intervals``).
+    region : str, optional
+        The region of the cell to draw. Left as None, a value is filled in:
+        the only one there is, or else the one whose cell has the most claims
+        (ties: the first in ``result.intervals``).
+    time : str or number, optional
+        The period of the cell, as labelled in ``result.intervals["time"]``
+        (e.g. ``"2022-02"``); chosen the same way when None.
     quantity : str, optional
         What is counted; chosen the same way when None.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure is made when None.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new pyplot figure is made when None.
 
     Returns
     -------
@@ -536,12 +565,34 @@ def plot_claims(
     OptionError
         An unknown quantity, region or time (the message lists the valid ones).
 
+    See Also
+    --------
+    plot_timeline : The claims of one region over time.
+    estimates.Reconciliation.plot_claims : The same, as a method.
+
     Examples
     --------
     >>> import estimates as est
     >>> result = est.reconcile(est.load_example("isis-2022"))  # doctest: +SKIP
     >>> ax = est.plot_claims(result, "Iraq and Syria", "2022-02")  # doctest: +SKIP
     >>> ax.figure.savefig("iraq-syria.png")  # doctest: +SKIP
+
+    The test suite supplies that fit as ``result``; here the axes come from
+    a figure made without pyplot, so nothing is shown:
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = est.plot_claims(result, "Iraq and Syria", "2022-02", ax=Figure().subplots())
+    >>> ax.get_title(loc="left")
+    'fighters in Iraq and Syria, 2022-02'
+    >>> [label.get_text() for label in ax.get_yticklabels()][1:]
+    ['between 6,000 and 8,000\\nfighters', 'in the range of 8,000 to\\n16,000']
+
+    Afghanistan's relative claim ("more than doubled") bounds a ratio, not a
+    count, and is left out with a note:
+
+    >>> ax = est.plot_claims(result, "Afghanistan", "2022-02", ax=Figure().subplots())
+    >>> sorted(a.get_gid() for a in ax.get_children() if str(a.get_gid()).startswith("claim:"))
+    ['claim:2']
     """
     rows = _select(result, quantity, region, time, by_time=True)
     iv = result.intervals.iloc[rows[0]]
@@ -633,7 +684,7 @@ def plot_timeline(
     quantity: str | None = None,
     ax: Any = None,
 ) -> Any:
-    """The posterior of one region over time, with the claims about it.
+    """Draw the posterior of one region over time, with the claims about it.
 
     The black line is the posterior median of the count in each period; the
     dark and light grey bands are the 50% and the result's ``prob`` (e.g.
@@ -653,8 +704,8 @@ def plot_timeline(
         (ties: the first in ``result.intervals``).
     quantity : str, optional
         What is counted; chosen the same way when None.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure is made when None.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new pyplot figure is made when None.
 
     Returns
     -------
@@ -666,11 +717,26 @@ def plot_timeline(
     OptionError
         An unknown quantity or region (the message lists the valid ones).
 
+    See Also
+    --------
+    plot_claims : The claims of one region and time, one per row.
+    estimates.Reconciliation.plot_timeline : The same, as a method.
+
     Examples
     --------
     >>> import estimates as est
     >>> result = est.reconcile(est.load_example("isis-2022"))  # doctest: +SKIP
     >>> ax = est.plot_timeline(result, "Afghanistan")  # doctest: +SKIP
+
+    The test suite supplies that fit as ``result``; the axes of a figure
+    made without pyplot:
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = est.plot_timeline(result, "Iraq and Syria", ax=Figure().subplots())
+    >>> ax.get_title(loc="left")
+    'fighters in Iraq and Syria over time'
+    >>> [label.get_text() for label in ax.get_xticklabels()]
+    ['2021-08', '2022-02']
     """
     rows = _select(result, quantity, region, None, by_time=False)
     iv = result.intervals.iloc[list(rows)]
@@ -752,7 +818,7 @@ def plot_timeline(
 
 # --------------------------------------------------------------------------- plot_sources
 def plot_sources(result: Any, *, quantity: str | None = None, ax: Any = None) -> Any:
-    """Each source's bias factor with its interval, on a log axis.
+    """Draw each source's bias factor with its interval, on a log axis.
 
     A bias of 2 means the source states twice the consensus of all sources;
     0.5, half. The dashed line at 1 is no bias. Rows are labelled
@@ -766,8 +832,8 @@ def plot_sources(result: Any, *, quantity: str | None = None, ax: Any = None) ->
         What :func:`estimates.reconcile` returned.
     quantity : str, optional
         Only this quantity's sources; all when None.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure is made when None.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new pyplot figure is made when None.
 
     Returns
     -------
@@ -779,11 +845,29 @@ def plot_sources(result: Any, *, quantity: str | None = None, ax: Any = None) ->
     OptionError
         An unknown quantity (the message lists the valid ones).
 
+    See Also
+    --------
+    estimates.Reconciliation.plot_sources : The same, as a method.
+
     Examples
     --------
     >>> import estimates as est
     >>> result = est.reconcile(est.load_example("isis-2022"))  # doctest: +SKIP
     >>> ax = est.plot_sources(result)  # doctest: +SKIP
+
+    The test suite supplies that fit as ``result``; the axes of a figure
+    made without pyplot:
+
+    >>> from matplotlib.figure import Figure
+    >>> ax = est.plot_sources(result, ax=Figure().subplots())
+    >>> ax.get_title(loc="left")
+    'Source bias: median and 90% interval'
+    >>> len(ax.get_yticklabels()) == len(result.sources)
+    True
+    >>> est.plot_sources(result, quantity="refugees")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    estimates.errors.OptionError: unknown quantity 'refugees'; choose one of: 'fighters', ...
     """
     src = result.sources
     if quantity is not None:
@@ -807,8 +891,10 @@ def plot_sources(result: Any, *, quantity: str | None = None, ax: Any = None) ->
         n = row.get("n_claims")
         count = "" if is_missing(n) else f"{int(n)} claim{'s' if int(n) != 1 else ''}"
         if several:
-            second = ", ".join(v for v in (str(row["quantity"]), count) if v)
-            text = f"{_short(name, 40)}\n{_short(second, 40)}"
+            # shorten the quantity, never the count
+            room = 40 - (len(count) + 2 if count else 0)
+            second = ", ".join(v for v in (_short(str(row["quantity"]), room), count) if v)
+            text = f"{_short(name, 40)}\n{second}"
         else:
             text = f"{_short(name, 40)} ({count})" if count else _short(name, 40)
         labels.append(text)

@@ -120,7 +120,7 @@ def summarise_claims(
     bound is violated, capped at 1): small means the claim does not fit the
     rest. ``checks`` holds per used claim ``tension``, ``tension_in_sample``,
     ``pareto_k``, ``loo`` (how it was left out) and ``p_wild``
-    (:mod:`estimates.loo`); ``flagged`` is ``tension <`` :data:`TENSION_THRESHOLD`.
+    (``estimates.loo``); ``flagged`` is ``tension < estimates.results.TENSION_THRESHOLD`` (0.01).
     """
     out = table.copy()
     for c in CLAIM_CHECK_COLUMNS:
@@ -152,24 +152,68 @@ def summarise_claims(
 
 @dataclass
 class Reconciliation:
-    """What :func:`estimates.reconcile` returns.
+    """The result of :func:`estimates.reconcile`: plain tables, diagnostics and the posterior.
 
-    Attributes
+    Made by :func:`estimates.reconcile` (or read back by :meth:`load`), not
+    usually by hand. Each parameter is kept as the attribute of the same
+    name; the tables are ordinary pandas DataFrames. Intervals are
+    equal-tailed with the probability ``meta["options"]["prob"]``.
+
+    Parameters
     ----------
     intervals : DataFrame
-        ``quantity, region, time, mean, median, sd, lower, upper`` (counts).
+        One row per quantity, region and time: ``quantity, region, time,
+        mean, median, sd, lower, upper`` (counts). Aggregates are sums of
+        their members draw by draw. Counts are skewed (log-normal-like), so
+        report the median and the interval: in a cell no claim speaks to
+        (a period between or beyond the claims), a few draws far in the
+        tail can make ``mean`` and ``sd`` many times the median.
     sources : DataFrame
-        ``quantity, source, n_claims, bias, bias_lower, bias_upper,
-        reliability, reliability_lower, reliability_upper``.
+        One row per quantity and source: ``quantity, source, n_claims, bias,
+        bias_lower, bias_upper, reliability, reliability_lower,
+        reliability_upper``, and from :func:`estimates.reconcile` also
+        ``influence`` (the largest relative move of any median when the
+        source is left out) and ``influence_method``. A bias of 1 is none.
     claims : DataFrame
-        Every input row in input order with the interpretation, ``status``,
-        ``predicted_lower``, ``predicted_upper`` and ``tension``.
+        Every input row in input order with its interpretation (``kind``,
+        ``low``, ``high``, ``value``, ``coverage``), ``status`` (``used`` or
+        ``rejected: <reason>``), ``predicted_lower`` and ``predicted_upper``
+        (the posterior predictive interval of what the claim states),
+        ``tension`` (leave-one-out), ``flagged`` (tension below
+        ``estimates.results.TENSION_THRESHOLD``, 0.01) and the columns of how it was checked.
     diagnostics : dict
-        ``r_hat_max, ess_bulk_min, divergences, converged, sampler, seconds``.
+        ``r_hat_max, ess_bulk_min, divergences, converged, sampler, seconds``,
+        the timings and ``loo`` (the leave-one-out checks).
     idata : arviz.InferenceData
         Posterior and sample stats.
-    meta : dict
+    meta : dict, optional
         Provenance: library version, options, input hash, notes.
+    influence_table : DataFrame or None, optional
+        The rows :meth:`influence` returns (set by :func:`estimates.reconcile`).
+
+    See Also
+    --------
+    estimates.reconcile : Makes it.
+
+    Examples
+    --------
+    The fit of the article example, at default settings:
+
+    >>> import estimates as est
+    >>> result = est.reconcile(est.load_example("isis-2022"))  # doctest: +SKIP
+
+    (the test suite supplies this same fit as ``result``, so the examples of
+    the methods run on it without sampling again)
+
+    >>> result  # doctest: +ELLIPSIS
+    <Reconciliation: 10 claims, 27 intervals, 6 sources; sampler ..., converged=True>
+    >>> list(result.intervals.columns)
+    ['quantity', 'region', 'time', 'mean', 'median', 'sd', 'lower', 'upper']
+    >>> row = result.intervals.query("region == 'Iraq and Syria' and time == '2022-02'").iloc[0]
+    >>> bool(row["lower"] < row["median"] < row["upper"])
+    True
+    >>> result.meta["options"]["prob"]
+    0.9
     """
 
     intervals: pd.DataFrame
@@ -192,9 +236,34 @@ class Reconciliation:
         weights were unreliable (Pareto ``k`` above 0.7) and no refit was left.
         ``result.sources["influence"]`` is each source's largest ``|shift|``.
 
+        Returns
+        -------
+        DataFrame
+            ``quantity, source, region, time, median, lower, upper,
+            median_without, lower_without, upper_without, shift,
+            width_ratio, method, pareto_k``; a copy, free to modify.
+
+        Raises
+        ------
+        AttributeError
+            The result was not made by :func:`estimates.reconcile` (made by
+            hand, it carries no influence table).
+
         Examples
         --------
-        >>> # result.influence().query("source == 'UN'").sort_values("shift")
+        >>> inf = result.influence()
+        >>> inf.columns[:8].tolist()
+        ['quantity', 'source', 'region', 'time', 'median', 'lower', 'upper', 'median_without']
+
+        One row for each interval of the source's quantity (11 regions at 2
+        times):
+
+        >>> un = inf[inf["source"] == "UN member-state intelligence"]
+        >>> len(un), un["region"].nunique()
+        (22, 11)
+        >>> influence = result.sources.set_index("source").loc["UN member-state intelligence", "influence"]
+        >>> bool(un["shift"].abs().max() == influence)
+        True
         """
         if self.influence_table is None:
             raise AttributeError("this result carries no influence table (it was not made by estimates.reconcile)")
@@ -212,14 +281,30 @@ class Reconciliation:
         return self.summary()
 
     def summary(self, max_rows: int = 12) -> str:
-        """A short text summary: estimates, sources, claims in tension, convergence.
+        """Summarise the result in a few lines: estimates, sources, claims in tension, convergence.
 
         ``print(result)`` shows the same. At most ``max_rows`` rows of each
         table (the estimates with the most claims first); the tables hold all.
 
+        Parameters
+        ----------
+        max_rows : int, default 12
+            Rows shown of each table.
+
+        Returns
+        -------
+        str
+            The summary, lines separated by newlines.
+
         Examples
         --------
-        >>> # print(est.reconcile(est.load_example("isis-2022")).summary())
+        >>> text = result.summary(max_rows=3)
+        >>> print(text.splitlines()[0])
+        Reconciled 10 of 10 claims from 5 sources into 27 estimates (5 quantities).
+        >>> "  ... 24 more in result.intervals" in text.splitlines()
+        True
+        >>> str(result) == result.summary()
+        True
         """
         prob = float(self.meta.get("options", {}).get("prob", 0.9))
         cl, iv, src, d = self.claims, self.intervals, self.sources, self.diagnostics
@@ -270,25 +355,156 @@ class Reconciliation:
 
     # ------------------------------------------------------------------ figures and report
     def plot_claims(self, region: str | None = None, time: Any = None, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
-        """Each claim beside the posterior interval of its region and time (see :func:`estimates.plots.plot_claims`)."""
+        """Draw each claim beside the posterior interval of its region and time.
+
+        The same as :func:`estimates.plot_claims` with this result.
+
+        Parameters
+        ----------
+        region : str, optional
+            The region; left as None, the one with the most claims.
+        time : str or number, optional
+            The period, as in ``result.intervals["time"]``; chosen the same
+            way when None.
+        quantity : str, optional
+            What is counted; chosen the same way when None.
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new pyplot figure is made when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            Each claim's artist has the gid ``claim:<row in result.claims>``.
+
+        Raises
+        ------
+        OptionError
+            An unknown quantity, region or time (the message lists the valid ones).
+
+        See Also
+        --------
+        estimates.plot_claims : The function this calls.
+
+        Examples
+        --------
+        Drawn here on a figure made without pyplot (nothing is shown):
+
+        >>> from matplotlib.figure import Figure
+        >>> ax = result.plot_claims("Iraq and Syria", "2022-02", ax=Figure().subplots())
+        >>> ax.get_title(loc="left")
+        'fighters in Iraq and Syria, 2022-02'
+        >>> sorted(a.get_gid() for a in ax.get_children() if str(a.get_gid()).startswith("claim:"))
+        ['claim:0', 'claim:1']
+        """
         from .plots import plot_claims
 
         return plot_claims(self, region=region, time=time, quantity=quantity, ax=ax)
 
     def plot_timeline(self, region: str | None = None, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
-        """Posterior median and nested intervals over time, claims overlaid (:func:`estimates.plots.plot_timeline`)."""
+        """Draw the posterior median and nested intervals of one region over time, claims overlaid.
+
+        The same as :func:`estimates.plot_timeline` with this result.
+
+        Parameters
+        ----------
+        region : str, optional
+            The region; left as None, the one with the most claims.
+        quantity : str, optional
+            What is counted; chosen the same way when None.
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new pyplot figure is made when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            Each claim's artist has the gid ``claim:<row in result.claims>``.
+
+        Raises
+        ------
+        OptionError
+            An unknown quantity or region (the message lists the valid ones).
+
+        See Also
+        --------
+        estimates.plot_timeline : The function this calls.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> ax = result.plot_timeline("Afghanistan", ax=Figure().subplots())
+        >>> ax.get_title(loc="left")
+        'fighters in Afghanistan over time'
+        """
         from .plots import plot_timeline
 
         return plot_timeline(self, region=region, quantity=quantity, ax=ax)
 
     def plot_sources(self, *, quantity: str | None = None, ax: Any = None):  # noqa: ANN201
-        """Each source's bias factor with its interval on a log axis (see :func:`estimates.plots.plot_sources`)."""
+        """Draw each source's bias factor with its interval on a log axis.
+
+        The same as :func:`estimates.plot_sources` with this result.
+
+        Parameters
+        ----------
+        quantity : str, optional
+            Only this quantity's sources; all when None.
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new pyplot figure is made when None.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            Each source's artist has the gid ``source:<row in result.sources>``.
+
+        Raises
+        ------
+        OptionError
+            An unknown quantity (the message lists the valid ones).
+
+        See Also
+        --------
+        estimates.plot_sources : The function this calls.
+
+        Examples
+        --------
+        >>> from matplotlib.figure import Figure
+        >>> ax = result.plot_sources(quantity="fighters", ax=Figure().subplots())
+        >>> ax.get_title(loc="left")
+        'Source bias (fighters): median and 90% interval'
+        >>> [label.get_text() for label in ax.get_yticklabels()]
+        ['UN member-state intelligence (4 claims)', 'US intelligence (earlier estimate) (1 claim)']
+        """
         from .plots import plot_sources
 
         return plot_sources(self, quantity=quantity, ax=ax)
 
     def report(self, path: str | os.PathLike) -> Path:
-        """Write one self-contained HTML report (see :func:`estimates.report.write_report`)."""
+        """Write one self-contained HTML report: summary, flagged claims, figures, tables, diagnostics.
+
+        Figures are embedded as PNG; the file needs nothing else to open. It
+        is written to a temporary name and renamed, so it is never left
+        half-written.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The HTML file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = result.report(Path(tmp) / "isis-2022.html")
+        ...     html = path.read_text(encoding="utf-8")
+        >>> path.name, html.startswith("<!doctype html>")
+        ('isis-2022.html', True)
+        """
         from .report import write_report
 
         return write_report(self, path)
@@ -300,9 +516,30 @@ class Reconciliation:
         The file is written to a temporary name and renamed, so an interrupted
         save never leaves a partial file.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists), e.g. ``"isis.nc"``.
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        See Also
+        --------
+        Reconciliation.load : Reads it back.
+
         Examples
         --------
-        >>> # result.save("isis.nc"); est.Reconciliation.load("isis.nc")
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import estimates as est
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = result.save(Path(tmp) / "isis.nc")
+        ...     back = est.Reconciliation.load(path)
+        >>> back.intervals.equals(result.intervals), back.diagnostics == result.diagnostics
+        (True, True)
         """
         path = Path(path)
         tables = {
@@ -332,7 +569,35 @@ class Reconciliation:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reconciliation:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save`.
+
+        The tables, diagnostics, provenance and posterior come back as they
+        were saved; nothing is sampled.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Returns
+        -------
+        Reconciliation
+            The tables, diagnostics, provenance and posterior as saved.
+
+        See Also
+        --------
+        Reconciliation.save : Writes the file.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import estimates as est
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     back = est.Reconciliation.load(result.save(Path(tmp) / "isis.nc"))
+        >>> back.sources.equals(result.sources), back.meta["input_sha256"] == result.meta["input_sha256"]
+        (True, True)
+        """
         az = quiet_import("arviz")
 
         idata = az.from_netcdf(path, engine="h5netcdf")

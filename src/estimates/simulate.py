@@ -46,12 +46,53 @@ KINDS = {"range": 0.5, "about": 0.2, "at_least": 0.15, "at_most": 0.05, "exact":
 
 @dataclass
 class World:
-    """A simulated world: the claims and the truth behind them."""
+    """A simulated world: the claims and the truth behind them.
+
+    Made by :func:`simulate`; each parameter is kept as the attribute of the
+    same name.
+
+    Parameters
+    ----------
+    claims : DataFrame
+        The claims table, as a user would give it to
+        :func:`estimates.reconcile`: ``claim_id, region, time, since, source,
+        kind, low, high, value, coverage`` and ``wild`` (True for a claim
+        moved by the ``outliers`` noise). ``claims.attrs["hierarchy"]``
+        holds the hierarchy, so ``reconcile(world.claims)`` finds it.
+    truth : DataFrame
+        The true count of every cell, leaves and aggregate: ``region, time,
+        log_count, count, is_aggregate``.
+    sources : DataFrame
+        The truth about each source: ``source, log_bias`` (the log of the
+        factor it over-states by), ``reliability`` (the factor its noise is
+        scaled by), ``overconfident`` and ``majority`` (in the biased
+        majority).
+    hierarchy : dict of str to list of str, optional
+        ``{"All": [leaves]}`` when the world has an aggregate; empty otherwise.
+
+    See Also
+    --------
+    simulate : Draws a world.
+
+    Examples
+    --------
+    >>> import estimates as est
+    >>> world = est.simulate(regions=2, periods=3, sources=3, seed=1)
+    >>> world.hierarchy
+    {'All': ['R1', 'R2']}
+    >>> list(world.truth.columns)
+    ['region', 'time', 'log_count', 'count', 'is_aggregate']
+    >>> list(world.sources["source"])
+    ['S1', 'S2', 'S3']
+    >>> truth = world.truth.set_index(["region", "time"])["count"]
+    >>> bool(abs(truth["All", "2015"] - truth["R1", "2015"] - truth["R2", "2015"]) < 1e-6 * truth["All", "2015"])
+    True
+    """
 
     claims: pd.DataFrame  #: the claims table, as a user would give it
-    truth: pd.DataFrame  #: region, time, count, log_count, is_aggregate (every cell)
-    sources: pd.DataFrame  #: source, log_bias (relative to the truth), reliability, overconfident
-    hierarchy: dict[str, list[str]] = field(default_factory=dict)
+    truth: pd.DataFrame  #: region, time, log_count, count, is_aggregate (every cell)
+    sources: pd.DataFrame  #: source, log_bias (relative to the truth), reliability, overconfident, majority
+    hierarchy: dict[str, list[str]] = field(default_factory=dict)  #: ``{"All": [leaves]}``, or empty
 
 
 def _round2(x: np.ndarray) -> np.ndarray:
@@ -82,6 +123,12 @@ def simulate(
 ) -> World:
     """Draw a world with known truth and the claims its sources make.
 
+    Leaf regions have counts that follow a random walk over yearly periods,
+    an aggregate sums them, and each source has a bias and a reliability;
+    the claims follow the model's own reading of each statement unless a
+    misspecification (``outliers``, ``overconfident``, ``biased_majority``)
+    is asked for.
+
     Parameters
     ----------
     regions, periods, sources : int
@@ -93,7 +140,7 @@ def simulate(
         Add a region "All" whose count is the sum of the leaves.
     kinds : mapping, optional
         Probabilities of ``range, about, at_least, at_most, exact, ratio``
-        (default :data:`KINDS`).
+        (default ``estimates.interpret.KINDS``).
     coverage : float
         The coverage every range states.
     bias_sd : float, optional
@@ -125,6 +172,23 @@ def simulate(
         ``claims`` (a DataFrame for :func:`estimates.reconcile`, with
         ``hierarchy`` beside it), ``truth`` and ``sources``.
 
+    Raises
+    ------
+    OptionError
+        A count that is not a whole number >= 1, a fraction outside [0, 1],
+        a non-positive ``claims_per_cell`` or an unknown kind.
+
+    See Also
+    --------
+    World : What is returned.
+    estimates.reconcile : Fits the claims; compare its intervals with ``truth``.
+
+    Notes
+    -----
+    Worlds with the same ``design_seed`` (and the same sizes and kinds) have
+    the same layout of claims, so :func:`estimates.reconcile` reuses one
+    compiled model for all of them; only the numbers differ.
+
     Examples
     --------
     >>> import estimates as est
@@ -133,6 +197,13 @@ def simulate(
     ['All', 'R1', 'R2']
     >>> set(w.claims.columns) >= {"region", "time", "source", "low", "high", "value", "kind"}
     True
+
+    Same design, other numbers:
+
+    >>> w2 = est.simulate(regions=2, periods=3, sources=3, seed=2, design_seed=1)
+    >>> layout = ["region", "time", "source", "kind"]
+    >>> w2.claims[layout].equals(w.claims[layout]), w2.claims["low"].equals(w.claims["low"])
+    (True, False)
     """
     for name, v, lo in (("regions", regions, 1), ("periods", periods, 1), ("sources", sources, 1)):
         if not isinstance(v, (int, np.integer)) or v < lo:

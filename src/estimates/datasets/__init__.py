@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..errors import OptionError
 
-EXAMPLES = ("isis-2022", "bcg-trials")
+EXAMPLES = ("isis-2022", "bcg-trials", "acw-strengths")
 
 #: Normal quantile of the 95% confidence intervals derived for ``bcg-trials``
 #: (the value trial reports and meta-analysis software use).
@@ -32,8 +32,9 @@ def load_example(name: str = "isis-2022") -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        A claims table (DESIGN section 3) with ``claim_id``, ``quote`` and a
-        ``note`` on how each row was read from its source.
+        A claims table (DESIGN section 3) with ``claim_id`` and a ``note`` on
+        how each row was read from its source (and the source's own words in
+        ``quote`` where it is a text).
 
     Notes
     -----
@@ -43,7 +44,16 @@ def load_example(name: str = "isis-2022") -> pd.DataFrame:
     trial: the 95% confidence interval of its risk ratio, derived from the
     trial's counts (kept in the columns ``tpos, tneg, cpos, cneg``, with
     ``year`` and ``ablat``, the absolute latitude); see
-    :func:`bcg_claims`.
+    ``estimates.datasets.bcg_claims``. ``acw-strengths``: troop strengths of both sides in 48
+    American Civil War battles as given by five historians and compilers
+    (Livermore 1900, Bodart 1908, Clodfelter 2008, the National Park Service's
+    CWSAC report and its update, Wikipedia), from J. B. Arnold's *acw_battle_data*
+    (CC BY 4.0); one claim per battle, side and source, ``region`` the battle
+    and side ("Antietam (US)"), ``quantity="troops"``, no time. Columns
+    ``battle_id`` (CWSAC id), ``battle``, ``side``, ``source_battle``,
+    ``source_file`` and ``source_column`` say where each number comes from;
+    the datasets README says how the subset was chosen
+    (``scripts/build_acw_dataset.py`` builds it).
 
     Examples
     --------
@@ -54,6 +64,15 @@ def load_example(name: str = "isis-2022") -> pd.DataFrame:
     >>> bcg = est.load_example("bcg-trials")
     >>> len(bcg), bcg["source"].iloc[0], round(float(bcg["low"].iloc[0]), 4), round(float(bcg["high"].iloc[0]), 4)
     (13, 'Aronson 1948', 0.1343, 1.2574)
+    >>> acw = est.load_example("acw-strengths")
+    >>> len(acw), acw["battle"].nunique(), acw["region"].nunique()
+    (409, 48, 96)
+    >>> acw["source"].value_counts().sort_index().to_dict()
+    {'Bodart 1908': 76, 'CWSAC': 54, 'Clodfelter 2008': 96, 'Livermore 1900': 87, 'Wikipedia': 96}
+    >>> antietam = acw[acw["region"] == "Antietam (US)"]
+    >>> list(zip(antietam["source"], antietam["value"].astype(int)))  # doctest: +NORMALIZE_WHITESPACE
+    [('Livermore 1900', 75316), ('Bodart 1908', 85000), ('Clodfelter 2008', 75316),
+     ('CWSAC', 60000), ('Wikipedia', 75500)]
     """
     if name not in EXAMPLES:
         raise OptionError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
@@ -61,9 +80,13 @@ def load_example(name: str = "isis-2022") -> pd.DataFrame:
         return bcg_claims(load_counts(name))
     base = resources.files(__package__)
     with (base / f"{name}.csv").open("r", encoding="utf-8") as fh:
-        df = pd.read_csv(fh, dtype={"time": object, "since": object})
-    with (base / f"{name}.hierarchy.json").open("r", encoding="utf-8") as fh:
-        df.attrs["hierarchy"] = json.load(fh)
+        df = pd.read_csv(fh, dtype={"time": object, "since": object, "source_battle": str})
+    hierarchy = base / f"{name}.hierarchy.json"
+    if hierarchy.is_file():
+        with hierarchy.open("r", encoding="utf-8") as fh:
+            df.attrs["hierarchy"] = json.load(fh)
+    else:  # acw-strengths: every battle side is a leaf
+        df.attrs["hierarchy"] = {}
     return df
 
 
