@@ -55,7 +55,7 @@ numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
 numpydoc_validation_checks = {"GL08", "EX01"}
 # constants: their documentation is their value (tests/test_docstrings.py checks the rest in full)
-numpydoc_validation_exclude = {r"\.DEFAULT_PROB$", r"\.BASELINES$", r"\.BASELINE_COLUMNS$"}
+numpydoc_validation_exclude = {r"\.DEFAULT_PROB$", r"\.BASELINES$", r"\.BASELINE_COLUMNS$", r"\.GROUP_COLUMNS$"}
 
 # ---- notebooks: executed at build time; an exception in any cell fails the build
 nb_execution_mode = os.environ.get("ESTIMATES_NB_EXECUTION", "cache")
@@ -70,7 +70,6 @@ myst_heading_anchors = 3
 # ---- HTML
 html_theme = "pydata_sphinx_theme"
 html_title = f"estimates {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
