@@ -68,6 +68,7 @@ def _copy_docs(tmp_path: Path) -> Path:
     src = tmp_path / "docs"
     shutil.copytree(DOCS, src, ignore=shutil.ignore_patterns("_build", "jupyter_execute", "notebooks"))
     shutil.copytree(NOTEBOOKS, src / "notebooks")
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")  # pages include tables
     return src
 
 

@@ -29,6 +29,7 @@ from .errors import (  # noqa: E402
     UnknownRegionError,
 )
 from .interpret import DEFAULT_PROB, Interpretation  # noqa: E402
+from .many import ManyReconciliations, reconcile_many  # noqa: E402
 from .phrases import ClaimParseError, parse_claim  # noqa: E402
 from .plots import plot_claims, plot_sources, plot_timeline  # noqa: E402
 from .results import Reconciliation  # noqa: E402
@@ -46,6 +47,7 @@ __all__ = [
     "HierarchyError",
     "Interpretation",
     "InvalidRangeError",
+    "ManyReconciliations",
     "MissingNumberError",
     "NonPositiveCountError",
     "OptionError",
@@ -63,5 +65,6 @@ __all__ = [
     "plot_sources",
     "plot_timeline",
     "reconcile",
+    "reconcile_many",
     "simulate",
 ]

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -183,6 +184,20 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("-o", "--output", default="-", help="intervals CSV to write (default -: standard output)")
     rec.add_argument("--sources-out", help="also write the sources table to this CSV")
     rec.add_argument("--claims-out", help="also write the claims table (with status and tension) to this CSV")
+    rec.add_argument(
+        "--by",
+        nargs="+",
+        metavar="COLUMN",
+        help="reconcile each group of rows with the same values in these columns on its own (reconcile_many); "
+        "the tables written carry these columns; exit status 1 if any group failed",
+    )
+    rec.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with --by: run the groups in this many local worker processes (default 1: in this process)",
+    )
+    rec.add_argument("--groups-out", help="with --by: also write one row per group (status, error, diagnostics)")
     _input_args(rec)
     _sampling_args(rec)
 
@@ -338,9 +353,10 @@ def _run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(f"hierarchy file {args.hierarchy!r} does not exist")
         hierarchy = json.loads(path.read_text(encoding="utf-8"))
-    result = est.reconcile(
-        claims, hierarchy=hierarchy, reference=args.reference, errors=args.errors, decimal=args.decimal, **kw
-    )
+    common = dict(hierarchy=hierarchy, reference=args.reference, errors=args.errors, decimal=args.decimal, **kw)
+    if args.command == "reconcile" and args.by:
+        return _reconcile_groups(est, claims, args, common)
+    result = est.reconcile(claims, **common)
     d = result.diagnostics
     if args.command == "report":
         path = result.report(args.output)
@@ -361,6 +377,34 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _reconcile_groups(est: Any, claims: pd.DataFrame, args: argparse.Namespace, common: dict[str, Any]) -> int:
+    """``estimates reconcile --by ...``: many groups, their tables stacked; status 1 if any group failed."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.workers < 1:
+        from .errors import OptionError
+
+        raise OptionError(f"--workers {args.workers}: give 1 (this process) or more worker processes")
+    pool = (
+        ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) if args.workers > 1 else None
+    )
+    try:
+        runs = est.reconcile_many(claims, by=args.by, executor=pool, progress=False, **common)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    _write_csv(runs.intervals, args.output)
+    if args.sources_out:
+        _write_csv(runs.sources, args.sources_out)
+    if args.claims_out:
+        _write_csv(runs.claims, args.claims_out)
+    if args.groups_out:
+        _write_csv(runs.groups.assign(warnings=runs.groups["warnings"].map(" | ".join)), args.groups_out)
+    print(f"estimates: {runs.summary()}", file=sys.stderr)
+    return 0 if runs.failed.empty else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

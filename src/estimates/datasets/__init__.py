@@ -93,6 +93,26 @@ def load_example(name: str = "isis-2022") -> pd.DataFrame:
 def example_hierarchy(name: str = "isis-2022") -> dict[str, list[str]]:
     """The hierarchy shipped with an embedded example.
 
+    The same mapping rides in ``load_example(name).attrs["hierarchy"]``,
+    where :func:`estimates.reconcile` finds it when no ``hierarchy`` is
+    passed; this returns a copy to pass explicitly or to edit.
+
+    Parameters
+    ----------
+    name : str
+        One of ``estimates.datasets.EXAMPLES``.
+
+    Returns
+    -------
+    dict of str to list of str
+        Each aggregate region and the regions it sums (empty when the
+        example has no aggregates).
+
+    Raises
+    ------
+    OptionError
+        An unknown example name.
+
     Examples
     --------
     >>> example_hierarchy("isis-2022")["Iraq and Syria"]
