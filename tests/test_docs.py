@@ -73,8 +73,7 @@ def _copy_docs(tmp_path: Path) -> Path:
 
 
 def _build(src: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    sphinx = pytest.importorskip("sphinx")
-    del sphinx
+    pytest.importorskip("sphinx")
     env = {**os.environ, "ESTIMATES_NB_EXECUTION": "off"}
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(src), str(tmp_path / "html")]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

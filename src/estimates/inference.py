@@ -300,7 +300,7 @@ def warn_if_unconverged(diag: dict[str, Any], options: SamplerOptions) -> None:
             f"{diag['divergences']} divergent transitions: intervals may be biased; {step}"
             "robust=True if claims conflict sharply"
         )
-    if not diag["r_hat_max"] == diag["r_hat_max"]:  # NaN: a single chain
+    if np.isnan(diag["r_hat_max"]):  # a single chain: nothing to compare
         problems.append("R-hat needs at least 2 chains to compare; sample with chains=4")
     elif diag["r_hat_max"] > RHAT_MAX:
         problems.append(
