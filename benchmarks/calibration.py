@@ -375,6 +375,18 @@ def figures(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
+def rows_name(scenarios: list[str], offset: int = 0, robust: bool = False) -> str:
+    """File name of a run's rows in ``benchmarks/results``: the full study is ``calibration-rows.csv.gz``.
+
+    Any other run (some scenarios, other seeds, robust fits too) is named by
+    what it ran, so it never overwrites the full study's rows.
+    """
+    parts = [] if sorted(scenarios) == sorted(SCENARIOS) else sorted(scenarios)
+    parts += ["robust"] if robust else []
+    parts += [f"offset{offset}"] if offset else []
+    return "-".join(["calibration-rows", *parts]) + ".csv.gz"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", type=int, default=300, help="problems in all (split over scenarios)")
@@ -401,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     df, infos = run(todo, workers=args.workers)
     summary, comp = summarise(df), comparison(df)
     header = (
-        f"`python benchmarks/calibration.py --problems {args.problems} --designs {args.designs}` on "
+        f"`python benchmarks/calibration.py {' '.join(sys.argv[1:] if argv is None else argv)}` on "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{time.strftime('%Y-%m-%d')}: {df[['scenario', 'problem']].drop_duplicates().shape[0]} problems, "
         f"{time.perf_counter() - t0:.0f} s wall. Worlds: {json.dumps(WORLD)}; scenarios: "
@@ -413,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "calibration-results.md").write_text(md)
     figures(df, summary, args.out / "figures")
     (HERE / "results").mkdir(exist_ok=True)
-    suffix = f"-offset{args.offset}" if args.offset else ""
-    df.to_csv(HERE / "results" / f"calibration-rows{suffix}.csv.gz", index=False)
+    df.to_csv(HERE / "results" / rows_name(args.scenarios, args.offset, args.robust), index=False)
     print(md)
     return 0
 

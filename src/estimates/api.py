@@ -337,24 +337,25 @@ def _checks(
     # ---- influence of each source (first: a source's refit moves every interval)
     log_count = posterior_draws(idata, "log_count")
     parts = []
+    shared: dict = {}  # each quantity's quantiles and sort order of the full draws
     q_of_src = st.sources["q_idx"].to_numpy(np.int64)
     for j in range(len(st.sources)):
         if not len(loo.source_claims(st, j)):
             continue
         w, kj = loo.source_psis(st, pw, j)
         if (q_of_src == q_of_src[j]).sum() == 1:  # without it the quantity has no data
-            rows = loo.influence_rows(st, log_count, j, log_count, None, prob, "only source", kj)
+            rows = loo.influence_rows(st, log_count, j, log_count, None, prob, "only source", kj, shared)
             rows[["median_without", "lower_without", "upper_without", "shift", "width_ratio"]] = np.nan
             parts.append(rows)
             continue
         fit = without(loo.source_claims(st, j)) if kj > loo.LOO_K_MAX else None
         if fit is not None:
             parts.append(
-                loo.influence_rows(st, log_count, j, posterior_draws(fit, "log_count"), None, prob, "refit", kj)
+                loo.influence_rows(st, log_count, j, posterior_draws(fit, "log_count"), None, prob, "refit", kj, shared)
             )
         else:
             m = label if kj <= loo.LOO_K_MAX else f"{label}, k > {loo.LOO_K_MAX}: unreliable"
-            parts.append(loo.influence_rows(st, log_count, j, log_count, w, prob, m, kj))
+            parts.append(loo.influence_rows(st, log_count, j, log_count, w, prob, m, kj, shared))
     # ---- claims, worst k first, while refits last
     for i in np.argsort(-k):
         if k[i] <= loo.LOO_K_MAX:

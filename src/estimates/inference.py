@@ -8,12 +8,14 @@ every later random draw (posterior predictive checks).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import time
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +138,20 @@ def _entry(st: Any) -> tuple[_Entry, bool]:
     return _CACHE[key], hit
 
 
+@contextlib.contextmanager
+def _no_blas_notice() -> Iterator[None]:
+    """Silence PyTensor's "could not link to a BLAS installation" while compiling.
+
+    PyTensor looks for a C BLAS the first time a rewrite meets a dot product
+    and warns when pip installed it without one. nutpie compiles with Numba,
+    which brings its own; the notice would only alarm users (and, emitted
+    inside a caller's ``pytest.warns`` block, fail their test).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*could not link to a BLAS", category=UserWarning)
+        yield
+
+
 def nutpie_adaptation(adaptation: str) -> str:
     """The mass-matrix adaptation nutpie runs: ``gradient`` or ``stan``.
 
@@ -162,7 +178,7 @@ def sample(
     included). ``claim_weight`` (one per used claim, default all 1) scales
     each claim's log-likelihood: 0 leaves a claim out without recompiling.
     """
-    from .model import NUMBERS, model_data
+    from .model import model_data, pack_numbers, set_numbers
 
     which = resolve_sampler(options.sampler)
     data = model_data(st)
@@ -174,17 +190,17 @@ def sample(
     cached = hit and which in entry.compiled
     if which in ("nutpie", "nutpie-jax"):
         nutpie = quiet_import("nutpie")
-        numbers = {k: data[k] for k in NUMBERS if k in entry.model.named_vars}
         if which == "nutpie-jax":
             # nutpie's JAX backend freezes the data into its graph: compiled per call
-            pm = quiet_import("pymc")
-            pm.set_data(numbers, model=entry.model)
-            compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
+            set_numbers(entry.model, data)
+            with _no_blas_notice():
+                compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
         else:
             if which not in entry.compiled:
-                entry.compiled[which] = nutpie.compile_pymc_model(entry.model)
+                with _no_blas_notice():
+                    entry.compiled[which] = nutpie.compile_pymc_model(entry.model)
             base = entry.compiled[which]
-            compiled = base.with_data(**{k: v for k, v in numbers.items() if k in base.shared_data})
+            compiled = base.with_data(numbers=pack_numbers(data))
         t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,
@@ -201,14 +217,14 @@ def sample(
         pm = quiet_import("pymc")
         # the built model is reused, but pm.sample compiles anew each call (from
         # PyTensor's on-disk C cache; numpyro: JAX's), so it is never "cached"
-        pm.set_data({k: data[k] for k in NUMBERS if k in entry.model.named_vars}, model=entry.model)
+        set_numbers(entry.model, data)
         extra = {"nuts_sampler": "numpyro"} if which == "numpyro" else {}
         t1 = time.perf_counter()
         logger = logging.getLogger("pymc")
         level = logger.level
         logger.setLevel(logging.ERROR)  # our own diagnostics report problems
         try:
-            with entry.model, warnings.catch_warnings():
+            with entry.model, warnings.catch_warnings(), _no_blas_notice():
                 warnings.simplefilter("ignore", category=FutureWarning)
                 idata = pm.sample(
                     draws=options.draws,
@@ -336,20 +352,19 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
     az = quiet_import("arviz")
     import xarray as xr
 
-    from .model import NUMBERS, model_data
+    from .model import model_data, set_numbers
 
     tb = time.perf_counter()
     entry, hit = _entry(st)
     t0 = time.perf_counter()
     model = entry.model
     data = model_data(st)
-    pm.set_data({k: data[k] for k in NUMBERS if k in model.named_vars}, model=model)
+    set_numbers(model, data)
     names = [v for v in _KEPT if v in model.named_vars]
     fn = entry.compiled.get("advi")
     if fn is None:
         outs = model.replace_rvs_by_values([model.logp(jacobian=True), *(model[v] for v in names)])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*BLAS.*", category=UserWarning)
+        with _no_blas_notice():
             fn = entry.compiled["advi"] = pm.pytensorf.compile(model.value_vars, outs, on_unused_input="ignore")
     t1 = time.perf_counter()
     logger = logging.getLogger("pymc")

@@ -190,11 +190,16 @@ def source_psis(st: Structure, pw: Pointwise, j: int) -> tuple[np.ndarray, float
     return w[0], float(k[0])
 
 
-def weighted_quantiles(x: np.ndarray, w: np.ndarray | None, probs: list[float]) -> np.ndarray:
-    """Quantiles of each column of ``x`` (draws x columns) under draw weights ``w``; probs x columns."""
+def weighted_quantiles(
+    x: np.ndarray, w: np.ndarray | None, probs: list[float], order: np.ndarray | None = None
+) -> np.ndarray:
+    """Quantiles of each column of ``x`` (draws x columns) under draw weights ``w``; probs x columns.
+
+    ``order`` is ``np.argsort(x, axis=0)`` when the caller already has it.
+    """
     if w is None:
         return np.quantile(x, probs, axis=0)
-    order = np.argsort(x, axis=0)
+    order = np.argsort(x, axis=0) if order is None else order
     xs = np.take_along_axis(x, order, axis=0)
     cw = np.cumsum(w[order], axis=0)
     cw = cw / cw[-1]
@@ -214,17 +219,25 @@ def influence_rows(
     prob: float,
     method: str,
     k: float,
+    memo: dict | None = None,
 ) -> pd.DataFrame:
     """Rows of ``influence()`` for source ``j``: every cell of its quantity, with and without it.
 
     ``log_count`` holds the full fit's draws; ``without`` the draws without
-    the source (the same draws when ``weights`` reweights them).
+    the source (the same draws when ``weights`` reweights them). ``memo``
+    (a dict kept across the sources of one fit) saves each quantity's
+    quantiles and sort order of ``log_count``, which every source shares.
     """
     q = int(st.sources["q_idx"].iloc[j])
-    cells = np.flatnonzero(st.cells["q_idx"].to_numpy() == q)
     probs = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
-    full = np.exp(np.quantile(log_count[:, cells], probs, axis=0))
-    wo = np.exp(weighted_quantiles(without[:, cells], weights, probs))
+    memo = {} if memo is None else memo
+    if q not in memo:
+        cells = np.flatnonzero(st.cells["q_idx"].to_numpy() == q)
+        x = log_count[:, cells]
+        memo[q] = (cells, np.exp(np.quantile(x, probs, axis=0)), np.argsort(x, axis=0))
+    cells, full, order = memo[q]
+    same = without is log_count
+    wo = np.exp(weighted_quantiles(without[:, cells], weights, probs, order if same else None))
     out = st.cells.iloc[cells][["quantity", "region", "time"]].copy()
     out["time"] = out["time"].astype(object)
     out.insert(1, "source", st.sources["source"].iloc[j])

@@ -625,12 +625,16 @@ def _segment_lse(x, idx: np.ndarray, mask: np.ndarray):  # noqa: ANN001, ANN202
 #: Claim shapes, in the order of their index arrays in the model's data.
 SHAPES = ("normal", "box", "lower", "upper")
 
-#: The arrays of :func:`model_data` that enter the graph as ``pm.Data`` (swapped
-#: between calls); the rest (index arrays: the layout of cells, series,
-#: sources and claims) are constants of the compiled graph. Numba took 4-6x
-#: longer to compile the same graph with symbolic indices (46-76 s against
-#: 11 s on the article example), so a new layout is worth a new compile but a
-#: new set of numbers is not.
+#: The arrays of :func:`model_data` that are swapped between calls: packed
+#: into one ``pm.Data`` vector, ``numbers`` (:func:`pack_numbers`), which the
+#: graph slices at constant offsets. The rest (index arrays: the layout of
+#: cells, series, sources and claims) are constants of the compiled graph.
+#: Numba took 4-6x longer to compile the same graph with symbolic indices
+#: (46-76 s against 11 s on the article example), so a new layout is worth a
+#: new compile but a new set of numbers is not. One vector rather than one
+#: container per array: nutpie's compiled wrapper unpacks each shared array
+#: separately, and the nine took 2.2 s of every compile (11.0 s against
+#: 8.8 s for the article model, warm on-disk cache).
 NUMBERS = (
     "walk_sqrt_dt",
     "walk_mean0",
@@ -714,6 +718,22 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
     for name in SHAPES:
         data[f"claims_{name}"] = np.flatnonzero(st.claim_shape == name)
     return {k: np.ascontiguousarray(v) for k, v in data.items()}
+
+
+def pack_numbers(data: dict[str, np.ndarray]) -> np.ndarray:
+    """The arrays of :data:`NUMBERS` in ``data`` (from :func:`model_data`), flattened into one vector.
+
+    In the order of :data:`NUMBERS`; :func:`build` slices them back out at
+    the same offsets, so the vector of one structure fits the compiled model
+    of any other with the same :func:`signature`.
+    """
+    return np.concatenate([np.ravel(data[k]).astype(float) for k in NUMBERS])
+
+
+def set_numbers(model, data: dict[str, np.ndarray]) -> None:  # noqa: ANN001 - a pm.Model
+    """Put ``data``'s numbers (:func:`model_data`, possibly changed) into a model from :func:`build`."""
+    pm = quiet_import("pymc")
+    pm.set_data({"numbers": pack_numbers(data)}, model=model)
 
 
 def _helmert(n: int) -> np.ndarray:
@@ -808,6 +828,7 @@ def signature(st: Structure) -> tuple:
     """
     is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
     b = _bias_layout(st)
+    data = model_data(st)
     scale_ce, rel_ce = _scales_centred(st), _reliability_centred(st)
     return (
         ("quantities", len(st.quantities)),
@@ -822,13 +843,14 @@ def signature(st: Structure) -> tuple:
         ("sum_cells", st.cell_members.shape[1] > 1),
         ("shapes", tuple(bool((st.claim_shape == s).any()) for s in SHAPES)),
         ("robust", bool(st.robust)),
-        ("layout", _layout_hash(st)),
+        ("numbers", tuple(int(np.size(data[k])) for k in NUMBERS)),  # offsets into the data vector
+        ("layout", _layout_hash(data)),
     )
 
 
-def _layout_hash(st: Structure) -> str:
+def _layout_hash(data: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
-    for k, v in sorted(model_data(st).items()):
+    for k, v in sorted(data.items()):
         if k not in NUMBERS:
             h.update(k.encode())
             h.update(str((v.dtype, v.shape)).encode())
@@ -839,7 +861,8 @@ def _layout_hash(st: Structure) -> str:
 def build(st: Structure):  # noqa: ANN201 - returns pm.Model
     """Open the PyMC model for a :class:`Structure`. Never samples.
 
-    The numbers enter through ``pm.Data`` (:data:`NUMBERS`), so the model
+    The numbers enter through one ``pm.Data`` vector (:data:`NUMBERS`,
+    :func:`pack_numbers`), so the model
     compiled for one structure serves any other with the same
     :func:`signature`.
     """
@@ -851,7 +874,13 @@ def build(st: Structure):  # noqa: ANN201 - returns pm.Model
     n_src = len(st.sources)
     coords = {"quantity": st.quantities, "cell": np.arange(len(st.cells)), "source": np.arange(n_src)}
     with pm.Model(coords=coords) as model:
-        d = {k: pm.Data(k, v) if k in NUMBERS else pt.as_tensor(v) for k, v in model_data(st).items()}
+        md = model_data(st)
+        packed = pm.Data("numbers", pack_numbers(md))
+        d = {k: pt.as_tensor(v) for k, v in md.items() if k not in NUMBERS}
+        off = 0
+        for k in NUMBERS:  # slices of the one data vector, at offsets fixed by the layout
+            d[k] = packed[off : off + md[k].size]
+            off += md[k].size
         # ---- random walks: non-centred where data are sparse, centred where dense
         n_walk, _, _, has_walk = sig["walk"]
         n_wq, n_wr, n_sq = sig["scales"]
@@ -1075,24 +1104,29 @@ def wild_loglik(st: Structure, y: np.ndarray, cols: np.ndarray | None = None, sd
 
 
 def _claim_loglik_numpy(st: Structure, y, s, cols) -> np.ndarray:  # noqa: ANN001
+    """Each shape's term on its own columns only (a box term costs two log-Phi: not for every claim)."""
     from scipy.special import log_ndtr as lndtr
 
     cols = np.arange(len(st.claim_row)) if cols is None else np.asarray(cols)
     shape = st.claim_shape[cols]
-    a = np.broadcast_to(st.claim_a[cols].astype(float), y.shape)
-    b = np.broadcast_to(st.claim_b[cols].astype(float), y.shape)
-    ll = np.full(np.broadcast_shapes(y.shape, s.shape), np.nan)
-    m = np.broadcast_to(shape == "normal", ll.shape)
-    r = (a - y) / s
-    ll = np.where(m, -0.5 * r * r - np.log(s) - 0.5 * math.log(2 * math.pi), ll)
-    m = np.broadcast_to(shape == "box", ll.shape)
-    if m.any():
-        aa, bb = np.where(m, a, 0.0), np.where(m, b, 1.0)
-        ll = np.where(m, log_box_numpy(y, aa, bb, s), ll)
-    m = np.broadcast_to(shape == "lower", ll.shape)
-    ll = np.where(m, lndtr((y - np.where(m, a, 0.0)) / s), ll)
-    m = np.broadcast_to(shape == "upper", ll.shape)
-    return np.where(m, lndtr((np.where(m, b, 0.0) - y) / s), ll)
+    y, s = np.broadcast_arrays(np.asarray(y, dtype=float), np.asarray(s, dtype=float))
+    ll = np.full(y.shape, np.nan)
+    a, b = st.claim_a[cols].astype(float), st.claim_b[cols].astype(float)
+    for name in SHAPES:
+        j = np.flatnonzero(shape == name)
+        if not len(j):
+            continue
+        yj, sj = y[..., j], s[..., j]
+        if name == "normal":
+            r = (a[j] - yj) / sj
+            ll[..., j] = -0.5 * r * r - np.log(sj) - 0.5 * math.log(2 * math.pi)
+        elif name == "box":
+            ll[..., j] = log_box_numpy(yj, a[j], b[j], sj)
+        elif name == "lower":
+            ll[..., j] = lndtr((yj - a[j]) / sj)
+        else:
+            ll[..., j] = lndtr((b[j] - yj) / sj)
+    return ll
 
 
 def _series_start(first: np.ndarray) -> np.ndarray:
