@@ -94,8 +94,9 @@ def test_example_tables_follow_the_contract(example_fit):
     assert list(cl["claim_id"]) == list(claims["claim_id"])
     pd.testing.assert_series_equal(cl["quote"], claims["quote"])
     assert (cl["status"] == "used").all()
-    # the only claim about its quantity has no tension (nothing to disagree with)
-    assert cl["tension"].between(0, 1).sum() == len(cl) - 3
+    # the only claim about its quantity has no tension (nothing to disagree with),
+    # nor has "54 attacks", the only level of a quantity whose other claim is a ratio
+    assert cl["tension"].between(0, 1).sum() == len(cl) - 4
     assert (cl["predicted_lower"] < cl["predicted_upper"]).all()
     # leaves and aggregates, every period of their quantity
     fighters = iv[iv["quantity"] == "fighters"]

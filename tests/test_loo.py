@@ -287,15 +287,21 @@ def test_a_lone_wild_claim_cannot_explain_itself_away(make_planted_world):
 
 @pytest.mark.slow
 def test_the_article_claims_carry_their_loo_columns(example_fit):
-    """Every used claim has a tension unless it is the only claim about its quantity."""
+    """Every used claim has a tension unless nothing else speaks to its quantity's level."""
     cl = example_fit.claims
     used = cl["status"] == "used"
     alone = used & (cl.groupby("quantity")["quantity"].transform("size") == 1)
     assert alone.sum() == 3  # the prison counts and the break-out plot: one claim each
-    assert cl.loc[used & ~alone, "tension"].between(0, 1).all()
-    assert cl.loc[alone, "tension"].isna().all()
+    # "54 attacks in April": the other attacks claim is a ratio (April over March)
+    only_level = cl["claim_id"] == "isis22-09"
     assert set(cl.loc[alone, "loo"]) == {"no other claim"}
-    assert set(cl.loc[used & ~alone, "loo"]) <= {"psis", "refit"}
+    assert cl.loc[only_level, "loo"].tolist() == ["no other level claim"]
+    assert cl.loc[alone | only_level, "tension"].isna().all()
+    rest = used & ~alone & ~only_level
+    assert cl.loc[rest, "tension"].between(0, 1).all()
+    assert set(cl.loc[rest, "loo"]) <= {"psis", "refit"}
+    # the ratio claim keeps its tension: left out, the level claim still anchors April
+    assert cl.loc[cl["claim_id"] == "isis22-10", "tension"].notna().all()
     assert cl.loc[used, "pareto_k"].notna().all()
     inf = example_fit.influence()
     assert set(inf["source"]) == set(example_fit.sources["source"])

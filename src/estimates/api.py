@@ -329,11 +329,21 @@ def _checks(
         return memo[key]
 
     # the only claim about a quantity has nothing to be in tension with (left
-    # out, its quantity is back to the prior, which is centred on the claims)
+    # out, its quantity is back to the prior, which is centred on the claims);
+    # nor has the only claim that gives a quantity its level when the others
+    # are ratios ("doubled since"): they fix changes, not the level, so the
+    # level left out is again the prior centred on the claim itself (and a
+    # refit of that near-flat level, its steps pinned, is a needle the
+    # sampler threads with the smallest steps: the article's costliest refit)
     q_of_claim = st.sources["q_idx"].to_numpy(np.int64)[st.claim_source] if n else np.zeros(0, np.int64)
-    alone = np.bincount(q_of_claim, minlength=len(st.quantities))[q_of_claim] == 1
-    tension[alone] = np.nan
+    n_q = len(st.quantities)
+    ratio = st.claim_ratio.astype(bool)
+    alone = np.bincount(q_of_claim, minlength=n_q)[q_of_claim] == 1
+    only_level = ~alone & ~ratio & (np.bincount(q_of_claim[~ratio], minlength=n_q)[q_of_claim] == 1)
+    tension[alone | only_level] = np.nan
     how[alone] = "no other claim"
+    how[only_level] = "no other level claim"
+    alone = alone | only_level
     # ---- influence of each source (first: a source's refit moves every interval)
     log_count = posterior_draws(idata, "log_count")
     parts = []
