@@ -340,10 +340,10 @@ def _checks(
     ratio = st.claim_ratio.astype(bool)
     alone = np.bincount(q_of_claim, minlength=n_q)[q_of_claim] == 1
     only_level = ~alone & ~ratio & (np.bincount(q_of_claim[~ratio], minlength=n_q)[q_of_claim] == 1)
-    tension[alone | only_level] = np.nan
+    no_tension = alone | only_level
+    tension[no_tension] = np.nan
     how[alone] = "no other claim"
     how[only_level] = "no other level claim"
-    alone = alone | only_level
     # ---- influence of each source (first: a source's refit moves every interval)
     log_count = posterior_draws(idata, "log_count")
     parts = []
@@ -370,7 +370,7 @@ def _checks(
     for i in np.argsort(-k):
         if k[i] <= loo.LOO_K_MAX:
             break
-        if alone[i]:
+        if no_tension[i]:
             continue
         fit = without(np.array([i]))
         if fit is None:
