@@ -107,6 +107,86 @@ def test_second_call_reuses_the_compiled_model_and_matches_a_fresh_compile(examp
 
 
 @pytest.mark.slow
+def test_the_disk_cacheable_callbacks_compute_pytensors_density_with_swapped_numbers(example_fit):
+    """The C callbacks nutpie calls (``estimates._nutpie``) give PyTensor's log-density and gradient."""
+    import ctypes
+
+    from estimates import _nutpie
+
+    a, b = _structure(*_example()), _structure(*_example(1.7))
+    entry, _ = inference._entry(a)
+    compiled = entry.compiled.get("nutpie") or _nutpie.compile_model(entry.model)
+    assert _nutpie.is_cached_layout(compiled)  # the fast path, not nutpie's own compile
+    (shared,) = compiled.logp_func.get_shared()
+    before = shared.get_value()
+    cached_numbers = compiled.shared_data["numbers"].copy()
+    dbl = ctypes.POINTER(ctypes.c_double)
+    rng = np.random.default_rng(4)
+    try:
+        for st in (a, b):
+            numbers = pack_numbers(model_data(st))
+            swapped = _nutpie.with_numbers(compiled, numbers)
+            shared.set_value(numbers)
+            for _ in range(3):
+                x = compiled.initial_point_func(int(rng.integers(1000))) + rng.normal(0, 0.3, compiled.n_dim)
+                grad, logp = np.zeros(compiled.n_dim), np.zeros(())
+                code = swapped.compiled_logp_func.ctypes(
+                    compiled.n_dim,
+                    x.ctypes.data_as(dbl),
+                    grad.ctypes.data_as(dbl),
+                    logp.ctypes.data_as(dbl),
+                    ctypes.c_void_p(swapped.user_data.ctypes.data),
+                )
+                want_logp, want_grad = compiled.logp_func(x)
+                assert code == 0
+                assert float(logp) == pytest.approx(float(want_logp), rel=1e-12)
+                np.testing.assert_allclose(grad, want_grad, rtol=1e-10)
+    finally:
+        shared.set_value(before)
+    np.testing.assert_array_equal(compiled.shared_data["numbers"], cached_numbers)  # the cached model is untouched
+
+
+@pytest.mark.slow
+def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
+    """What saves a new process most of its compile: the callbacks come from PyTensor's Numba cache."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from estimates import _nutpie
+
+    entry, _ = inference._entry(_structure(*_example()))
+    if "nutpie" not in entry.compiled:
+        entry.compiled["nutpie"] = _nutpie.compile_model(entry.model)  # writes the disk cache
+    child = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "from estimates import _nutpie, inference\n"
+        "from tests.test_cache import _example, _structure\n"
+        "entry, _ = inference._entry(_structure(*_example()))\n"
+        "c = _nutpie.compile_model(entry.model)\n"
+        "print(c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["1", "1"]
+
+
+def test_a_model_with_other_data_containers_falls_back_to_nutpies_own_compile():
+    """The cached callbacks read one data vector; anything else is compiled by nutpie itself."""
+    import pymc as pm
+
+    from estimates import _nutpie
+
+    with pm.Model() as m:
+        numbers = pm.Data("numbers", np.array([1.0, 2.0]))
+        other = pm.Data("other", np.array([0.5]))
+        pm.Normal("x", mu=numbers[0] + other[0], sigma=numbers[1])
+    with pytest.raises(_nutpie._NotCacheable, match="other"):
+        _nutpie._check_data(m)
+
+
+@pytest.mark.slow
 def test_advi_is_labelled_approximate_with_its_pareto_k():
     claims, hier = _example()
     with warnings.catch_warnings(record=True) as seen:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _nutpie
 from ._deps import quiet_import
 from .errors import ApproximationWarning, ConvergenceWarning, OptionError
 
@@ -198,9 +199,8 @@ def sample(
         else:
             if which not in entry.compiled:
                 with _no_blas_notice():
-                    entry.compiled[which] = nutpie.compile_pymc_model(entry.model)
-            base = entry.compiled[which]
-            compiled = base.with_data(numbers=pack_numbers(data))
+                    entry.compiled[which] = _nutpie.compile_model(entry.model)
+            compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         t1 = time.perf_counter()
         idata = nutpie.sample(
             compiled,
