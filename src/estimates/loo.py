@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import _convergence
 from ._deps import quiet_import
 from .interpret import statement_tails, tension_from_tails
 from .model import PRIORS, Structure, claim_loglik_numpy, model_data, targets_numpy, wild_loglik
@@ -125,12 +126,11 @@ def _integrate_lone(st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarr
 
 def _reff(ll: np.ndarray, chains: int) -> float:
     """Mean relative efficiency of the likelihood draws, as ArviZ's ``loo`` uses."""
-    az = quiet_import("arviz")
     n = ll.shape[0]
     if n % chains or ll.shape[1] == 0:
         return 1.0
     lik = np.exp(ll - ll.max(axis=0))
-    ess = az.ess(az.convert_to_dataset(lik.reshape(chains, n // chains, -1)), method="mean")["x"].values
+    ess = _convergence.ess_mean(lik.reshape(chains, n // chains, -1))
     return float(np.clip(np.nanmean(ess) / n, 0.01, 1.0))
 
 
