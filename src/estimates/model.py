@@ -639,6 +639,7 @@ NUMBERS = (
     "walk_sqrt_dt",
     "walk_mean0",
     "walk_sd0",
+    "walk_whiten",
     "claim_a",
     "claim_b",
     "claim_spread",
@@ -673,6 +674,7 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
     weights[ref_q] = 0.0
     mean0 = st.walk_prior_mean[starts]
     sd0 = st.walk_prior_sd[starts]
+    block, pos, n_blocks, size = _whitening_layout(st)
     obs = observed_number(st.claim_shape, st.claim_kind, st.claim_a, st.claim_b)
     data = {
         "walk_not_first": (~st.walk_first).astype(float),
@@ -686,6 +688,9 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
         "walk_sd0": sd0,
         "walk_nc": nc,
         "walk_ce": ce,
+        "whiten_block": block,
+        "whiten_pos": pos,
+        "walk_whiten": _walk_whitening(st, block, pos, n_blocks, size, sd0).ravel(),
         "sibling_groups": st.sibling_groups,
         "sibling_mask": st.sibling_mask.astype(float),
         "logit_group": st.logit_group,
@@ -734,6 +739,92 @@ def set_numbers(model, data: dict[str, np.ndarray]) -> None:  # noqa: ANN001 - a
     """Put ``data``'s numbers (:func:`model_data`, possibly changed) into a model from :func:`build`."""
     pm = quiet_import("pymc")
     pm.set_data({"numbers": pack_numbers(data)}, model=model)
+
+
+#: Centred walk series are whitened in blocks of at most this many cells (see :func:`_walk_whitening`).
+WHITEN_BLOCK = 24
+
+
+def _whitening_layout(st: Structure) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Block and position in its block of every centred walk cell; the number and size of blocks.
+
+    Each centred series (its cells are contiguous and in time order) is cut
+    into runs of at most :data:`WHITEN_BLOCK` cells.
+    """
+    ce = np.flatnonzero(st.walk_centred)
+    if not len(ce):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0
+    first = st.walk_first[ce]
+    if not np.array_equal(st.walk_prev[ce][~first], ce[~first] - 1):
+        raise RuntimeError("internal: a centred walk series is not contiguous")
+    at = ce - _series_start(st.walk_first)[ce]
+    keys = np.stack([_series_start(st.walk_first)[ce], at // WHITEN_BLOCK], axis=1)
+    _, block = np.unique(keys, axis=0, return_inverse=True)
+    pos = at % WHITEN_BLOCK
+    return block.astype(np.int64).ravel(), pos.astype(np.int64), int(block.max()) + 1, int(pos.max()) + 1
+
+
+def _claim_precision(st: Structure) -> np.ndarray:
+    """Roughly how precisely the claims pin each walk cell: the sum of 1 / variance of those on it.
+
+    Only claims about one leaf's level count (not ratios, not sums of
+    regions), each on its series' total; a range counts as its softness plus
+    a uniform box, a bound as a third of a point.
+    """
+    prec = np.zeros(len(st.walk_first))
+    if not len(st.claim_row):
+        return prec
+    single = st.cell_mask.sum(axis=1) == 1
+    ok = ~st.claim_ratio.astype(bool) & single[st.claim_time_cell]
+    cell = st.leaf_root_cell[st.cell_members[st.claim_time_cell[ok], 0]]
+    s2 = st.claim_spread[ok].astype(float) ** 2
+    shape = st.claim_shape[ok]
+    box = shape == "box"
+    half = np.zeros(len(s2))
+    half[box] = (st.claim_b[ok][box] - st.claim_a[ok][box]).astype(float) / 2.0
+    p = np.where(shape == "normal", 1.0 / s2, np.where(box, 1.0 / (s2 + half**2 / 3.0), 0.3 / s2))
+    np.add.at(prec, cell, p)
+    return prec
+
+
+def _walk_whitening(
+    st: Structure, block: np.ndarray, pos: np.ndarray, n_blocks: int, size: int, sd0: np.ndarray
+) -> np.ndarray:
+    """Per block of a centred series, the linear map from the sampler's coordinates to the cells.
+
+    The sampler moves in coordinates ``w`` with cells ``u = B w`` (per
+    block). ``B = R^-T``, where ``R R^T`` is roughly the posterior precision
+    of the block's cells: the claims' (:func:`_claim_precision`) plus the
+    walk's own (steps of sd ``walk_scale * sqrt(dt)``, the prior median of
+    the scale; a step to a cell outside the block only adds to the
+    diagonal) plus the level prior at the series' pivot. ``w`` is then
+    close to independent standard normal, where the cells themselves are
+    strongly correlated (a series' level is pinned less well than its
+    steps). ``B`` is a constant: the model is unchanged, only its
+    coordinates are (the Jacobian is constant). Shape (n_blocks, size, size).
+    """
+    if not n_blocks:
+        return np.zeros((0, 0, 0))
+    ce = np.flatnonzero(st.walk_centred)
+    q = np.zeros((n_blocks, size, size))
+    q[:, np.arange(size), np.arange(size)] = 1.0  # positions a short block does not use
+    q[block, pos, pos] = _claim_precision(st)[ce] + 1e-6
+    step = ~st.walk_first[ce]
+    k = 1.0 / (PRIORS["walk_scale"] ** 2 * np.where(step, st.walk_sqrt_dt[ce], 1.0) ** 2)
+    prev = np.searchsorted(ce, st.walk_prev[ce])  # the previous cell's place in ce (same series)
+    inside = step & (block[prev] == block)
+    i, j, b, kk = pos[inside], pos[prev[inside]], block[inside], k[inside]
+    np.add.at(q, (b, i, i), kk)
+    np.add.at(q, (b, j, j), kk)
+    np.add.at(q, (b, i, j), -kk)
+    np.add.at(q, (b, j, i), -kk)
+    cut = step & ~inside  # the step into a block from the one before it
+    np.add.at(q, (block[cut], pos[cut], pos[cut]), k[cut])
+    np.add.at(q, (block[prev[cut]], pos[prev[cut]], pos[prev[cut]]), k[cut])
+    pivot = np.isin(ce, st.walk_pivot[ce])
+    np.add.at(q, (block[pivot], pos[pivot], pos[pivot]), 1.0 / sd0[ce][pivot] ** 2)
+    r = np.linalg.cholesky(q)
+    return np.linalg.inv(r).transpose(0, 2, 1)
 
 
 def _helmert(n: int) -> np.ndarray:
@@ -836,6 +927,7 @@ def signature(st: Structure) -> tuple:
         ("walk", len(st.walk_first), st.n_total, st.n_logit, bool(st.has_walk)),
         ("scales", len(st.walk_quantities), len(st.walk_root_quantity), len(st.share_quantity)),
         ("walk_params", int((~st.walk_centred).sum()), int(st.walk_centred.sum())),  # non-centred, centred
+        ("whiten", *_whitening_layout(st)[2:]),  # blocks, cells per block
         ("sources", len(st.sources), bool(is_ref.any())),
         ("scale_params", int((~scale_ce).sum()), int(scale_ce.sum())),
         ("reliability_params", int((~rel_ce).sum()), int(rel_ce.sum())),
@@ -926,9 +1018,15 @@ def build(st: Structure):  # noqa: ANN201 - returns pm.Model
             nc_values = level + cs - cs[d["walk_pivot"]]
             values = pt.set_subtensor(values[nc], nc_values[nc])
         if n_ce:
-            # coordinates are the latent values minus their series' prior centre
+            # the sampler's coordinates are whitened cells (_walk_whitening):
+            # u = B w per block, u the latent values minus their series' prior centre
             ce = d["walk_ce"]
-            u = pm.Flat("u_walk", shape=n_ce)
+            n_blocks, size = sig["whiten"]
+            w = pm.Flat("w_walk", shape=n_ce)
+            block, pos = d["whiten_block"], d["whiten_pos"]
+            wb = pt.set_subtensor(pt.zeros((n_blocks, size))[block, pos], w)
+            coef = d["walk_whiten"].reshape((n_blocks, size, size))
+            u = pt.sum(coef * wb[:, None, :], axis=2)[block, pos]
             values = pt.set_subtensor(values[ce], d["walk_mean0"][ce] + u)
             lev = (values[d["walk_pivot"][ce]] - d["walk_mean0"][ce]) / d["walk_sd0"][ce]
             st_ce = pt.maximum(step[ce], 1e-12)
