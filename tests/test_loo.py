@@ -309,3 +309,26 @@ def test_the_article_claims_carry_their_loo_columns(example_fit):
     shared = src["quantity"] == "fighters"  # the only quantity with more than one source
     assert src.loc[shared, "influence"].notna().all()
     assert (src.loc[~shared, "influence_method"] == "only source").all()
+
+
+@pytest.mark.slow
+def test_divergences_of_the_refits_are_counted_in_the_diagnostics(example_fit, monkeypatch):
+    """A refit's convergence is not warned about (the user's fit is not at fault) but is not hidden either."""
+    import copy
+
+    from estimates import api
+
+    def fake_sample(st, options, seed, claim_weight=None):
+        idata = copy.deepcopy(example_fit.idata)
+        if claim_weight is not None:  # a refit: two divergent draws
+            div = np.zeros(idata.sample_stats["diverging"].shape, dtype=bool)
+            div[0, :2] = True
+            idata.sample_stats["diverging"] = (("chain", "draw"), div)
+        timing = dict(sampler="nutpie", cached=True, build_seconds=0.0, compile_seconds=0.0, sample_seconds=0.0)
+        return idata, {**timing, "gradients": 0}
+
+    monkeypatch.setattr(api, "sample", fake_sample)
+    res = est.reconcile(est.load_example("isis-2022"))
+    lo = res.diagnostics["loo"]
+    assert lo["refits"] > 0 and lo["refit_divergences"] == 2 * lo["refits"]
+    assert example_fit.diagnostics["loo"]["refit_divergences"] >= 0  # the real fit reports the key too

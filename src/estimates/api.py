@@ -308,6 +308,7 @@ def _checks(
     how = np.array([label] * n, dtype=object)
     memo: dict[tuple[int, ...], Any] = {}
     budget = [refits if exact else 0]
+    refit_divergences = [0]
     # a refit estimates tail probabilities and intervals, not a whole
     # posterior: 2 chains x (300 warm-up, nutpie's own default, + 500 draws)
     # (the tails are exact per draw: the error is that of a mean of 1,000)
@@ -326,6 +327,8 @@ def _checks(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a refit's own convergence is not the user's fit
                 memo[key] = sample(st, refit_options, seed + 1 + len(memo), claim_weight=w)[0]
+            # not warned (the user's fit is not at fault) but counted in diagnostics["loo"]
+            refit_divergences[0] += int(memo[key].sample_stats["diverging"].sum())
         return memo[key]
 
     # the only claim about a quantity has nothing to be in tension with (left
@@ -390,6 +393,7 @@ def _checks(
     sources_unreliable = sum("unreliable" in str(p["method"].iloc[0]) for p in parts)
     diag = {
         "refits": len(memo),
+        "refit_divergences": refit_divergences[0],
         "claims_refit": int((how == "refit").sum()),
         "claims_unreliable": unreliable,
         "sources_unreliable": int(sources_unreliable),

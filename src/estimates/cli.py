@@ -93,7 +93,9 @@ def _print_result(result, out) -> None:  # noqa: ANN001
     if lo:
         print(
             f"Leave-one-out: {lo['claims_refit']} claim(s) refit exactly, {lo['claims_unreliable']} unreliable, "
-            f"{lo['refits']} refit(s) in {lo['seconds']:.1f} s (max Pareto k {lo['pareto_k_max']:.2f})",
+            f"{lo['refits']} refit(s) in {lo['seconds']:.1f} s (max Pareto k {lo['pareto_k_max']:.2f}"
+            + (f"; {lo['refit_divergences']} divergent draw(s) in the refits" if lo.get("refit_divergences") else "")
+            + ")",
             file=out,
         )
 
