@@ -65,6 +65,7 @@ def test_example_samples_without_divergences_at_defaults(example_fit):
     assert set(example_fit.meta["timings"]) == {"prepare", "build", "compile", "sample", "checks", "summarise", "total"}
     assert set(d["loo"]) == {
         "refits",
+        "refit_divergences",
         "claims_refit",
         "claims_unreliable",
         "sources_unreliable",
