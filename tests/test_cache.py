@@ -121,7 +121,7 @@ def test_the_disk_cacheable_callbacks_compute_pytensors_density_with_swapped_num
 
     a, b = _structure(*_example()), _structure(*_example(1.7))
     entry, _ = inference._entry(a)
-    compiled = entry.compiled.get("nutpie") or _nutpie.compile_model(entry.model)
+    compiled = _nutpie.compile_model(entry.model)  # with its PyTensor function (a loaded one has none)
     assert _nutpie.is_cached_layout(compiled)  # the fast path, not nutpie's own compile
     (shared,) = compiled.logp_func.get_shared()
     before = shared.get_value()
@@ -176,6 +176,140 @@ def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
     out = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["1", "1"]
+
+
+def test_the_record_key_follows_the_layout_and_the_priors(monkeypatch):
+    """A record is found again only for the same layout, priors and code: numbers do not matter."""
+    from estimates import _nutpie
+    from estimates import model as model_module
+
+    claims, hier = _example()
+    a, b, c = _structure(claims, hier), _structure(*_example(1.7)), _structure(claims.iloc[:-1], hier)
+    key = _nutpie.record_key(signature(a))
+    assert key == _nutpie.record_key(signature(b))  # other numbers, same layout
+    assert key != _nutpie.record_key(signature(c))  # one claim fewer
+    monkeypatch.setitem(model_module.PRIORS, "walk_scale", model_module.PRIORS["walk_scale"] * 2)
+    assert key != _nutpie.record_key(signature(a))  # the priors are constants of the graph
+
+
+def test_initial_points_are_the_base_plus_seeded_uniform_jitter():
+    from estimates._nutpie import InitialPoint
+
+    base = np.array([0.0, -1.5, 3.0])
+    ip = InitialPoint(base)
+    np.testing.assert_array_equal(ip(7), ip(7))
+    assert not np.array_equal(ip(7), ip(8))
+    draws = np.stack([ip(s) for s in range(200)])
+    assert np.all(np.abs(draws - base) <= 1.0)
+    # U(-1, 1): mean 0 and sd 1/sqrt(3); with 200 draws the mean's sd is 0.04, so 0.2 is 5 sd
+    assert np.abs((draws - base).mean(axis=0)).max() < 0.2
+
+
+def _logp_at(compiled, x):
+    from estimates import _nutpie
+
+    code, logp, grad = _nutpie._evaluate(compiled, x)
+    assert code == 0
+    return logp, grad
+
+
+@pytest.mark.slow
+def test_a_record_is_loaded_only_when_its_callbacks_reproduce_its_check(example_fit, tmp_path, monkeypatch):
+    """The record and the cached callbacks give PyTensor's density; a stale or partial record is not used."""
+    import pickle
+
+    from estimates import _nutpie
+
+    monkeypatch.setattr(_nutpie, "records_dir", lambda: tmp_path)
+    a, b = _structure(*_example()), _structure(*_example(1.7))
+    entry, _ = inference._entry(a)
+    key = _nutpie.record_key(entry.signature)
+    compiled = _nutpie.compile_model(entry.model, key=key)
+    path = tmp_path / f"{key}.pkl"
+    assert path.exists()
+    loaded = _nutpie.load_compiled(key)
+    assert loaded is not None and loaded.logp_func is None  # no PyTensor function behind it
+    assert (loaded.n_dim, loaded.n_expanded, loaded.shape_info) == (
+        compiled.n_dim,
+        compiled.n_expanded,
+        compiled.shape_info,
+    )
+    np.testing.assert_array_equal(loaded.initial_point_func(3), compiled.initial_point_func(3))
+    (shared,) = compiled.logp_func.get_shared()
+    before = shared.get_value()
+    rng = np.random.default_rng(11)
+    try:
+        for st in (a, b):  # the loaded model takes other numbers like the compiled one
+            numbers = pack_numbers(model_data(st))
+            shared.set_value(numbers)
+            swapped = _nutpie.with_numbers(loaded, numbers)
+            for _ in range(3):
+                x = compiled.initial_point_func(int(rng.integers(1000))) + rng.normal(0, 0.3, compiled.n_dim)
+                logp, grad = _logp_at(swapped, x)
+                want_logp, want_grad = compiled.logp_func(x)
+                assert logp == pytest.approx(float(want_logp), rel=1e-12)
+                np.testing.assert_allclose(grad, want_grad, rtol=1e-10)
+    finally:
+        shared.set_value(before)
+
+    good = path.read_bytes()
+    record = pickle.loads(good)
+    numbers, x, logp, grad = record["check"]
+    record["check"] = (numbers, x, logp + 1e-6, grad)  # callbacks that no longer give the recorded density
+    path.write_bytes(pickle.dumps(record))
+    assert _nutpie.load_compiled(key) is None
+    assert not path.exists()  # deleted: the next compile writes a fresh one
+    record["check"] = (numbers, x, logp, grad)
+    record["logp_key"] = "0" * 64  # a callback Numba's cache does not have
+    path.write_bytes(pickle.dumps(record))
+    assert _nutpie.load_compiled(key) is None
+    record["format"] = _nutpie.RECORD_FORMAT + 1
+    path.write_bytes(pickle.dumps(record))
+    assert _nutpie.load_compiled(key) is None
+    path.write_bytes(good[: len(good) // 2])  # cut short
+    assert _nutpie.load_compiled(key) is None
+    path.write_bytes(good)
+    assert _nutpie.load_compiled(key) is not None
+
+
+@pytest.mark.slow
+def test_a_new_process_samples_from_the_record_without_building_the_model(example_fit, tmp_path):
+    """A new process loads the compiled model from disk and draws exactly what a fresh compile draws."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from estimates import _nutpie
+
+    claims, hier = _example(1.5)
+    entry, _ = inference._entry(_structure(claims, hier))
+    # a fresh compile here (it rewrites the record the child will load)
+    entry.compiled["nutpie"] = _nutpie.compile_model(entry.model, key=_nutpie.record_key(entry.signature))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", est.ConvergenceWarning)  # see the test above: seed 5, 1 divergent draw
+        warnings.simplefilter("ignore", ApproximationWarning)  # refits=0 leaves high-k claims unrefit
+        fresh = est.reconcile(claims, hierarchy=hier, random_seed=5, refits=0)
+    assert fresh.diagnostics["cached"]
+    out = tmp_path / "intervals.csv"
+    child = (
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import estimates as est\n"
+        "from estimates import inference\n"
+        "from tests.test_cache import _example\n"
+        "claims, hier = _example(1.5)\n"
+        "r = est.reconcile(claims, hierarchy=hier, random_seed=5, refits=0)\n"
+        "(entry,) = inference._CACHE.values()\n"
+        f"r.intervals.to_csv({str(out)!r}, index=False, float_format='%.17g')\n"
+        "print(r.diagnostics['from_disk'], r.diagnostics['cached'], entry.built)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-3:] == ["True", "False", "False"]  # from disk, not in-process, no PyMC model
+    got = pd.read_csv(out)
+    want = fresh.intervals.reset_index(drop=True)
+    for col in ("mean", "median", "sd", "lower", "upper"):
+        np.testing.assert_allclose(got[col], want[col], rtol=1e-12, err_msg=col)
 
 
 def test_a_model_with_other_data_containers_falls_back_to_nutpies_own_compile():

@@ -154,15 +154,32 @@ def test_parse_json_and_errors(capsys):
 
 
 def test_cache_command_shows_and_clears_the_on_disk_cache(tmp_path, capsys, monkeypatch):
-    """``estimates cache`` names PyTensor's compile folder; ``--clear`` deletes it (a private one here)."""
+    """``estimates cache`` names every folder of compiled code; ``--clear`` deletes them all (private ones here)."""
     from estimates import inference
 
-    where = tmp_path / "compiledir"
-    (where / "sub").mkdir(parents=True)
-    (where / "sub" / "mod.so").write_bytes(b"x" * 2_000_000)
-    monkeypatch.setattr(inference, "cache_info", lambda: {"compiledir": str(where), "models_in_process": 0})
+    folders = [tmp_path / "compiledir", tmp_path / "numba", tmp_path / "estimates"]
+    for i, where in enumerate(folders):
+        (where / "sub").mkdir(parents=True)
+        (where / "sub" / "mod.so").write_bytes(b"x" * 2_000_000 * (i + 1))
+    info = {"compiledir": str(folders[0]), "folders": [str(f) for f in folders], "models_in_process": 0}
+    monkeypatch.setattr(inference, "cache_info", lambda: info)
     assert cli.main(["cache"]) == 0
     out = capsys.readouterr().out
-    assert str(where) in out and "2 MB" in out
+    for i, where in enumerate(folders):
+        assert f"{where} ({2 * (i + 1)} MB)" in out
     assert cli.main(["cache", "--clear"]) == 0
-    assert not where.exists()
+    assert not any(where.exists() for where in folders)
+
+
+def test_cache_info_names_the_folders_the_engines_write():
+    """The folders ``--clear`` deletes are where PyTensor, Numba and the layout records really live."""
+    import pytensor
+
+    from estimates import _nutpie, inference
+
+    base = pytensor.config.base_compiledir
+    folders = inference.cache_info()["folders"]
+    assert folders == [str(pytensor.config.compiledir), str(base / "numba"), str(_nutpie.records_dir())]
+    from pytensor.link.numba.cache import NUMBA_CACHE_PATH
+
+    assert str(NUMBA_CACHE_PATH) in folders

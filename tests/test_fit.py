@@ -58,7 +58,16 @@ def test_example_samples_without_divergences_at_defaults(example_fit):
     assert d["divergences"] == 0, d
     assert d["converged"], d
     contract = {"r_hat_max", "ess_bulk_min", "divergences", "converged", "sampler", "seconds"}
-    timing = {"cached", "build_seconds", "compile_seconds", "sample_seconds", "gradients", "approximate", "loo"}
+    timing = {
+        "cached",
+        "from_disk",
+        "build_seconds",
+        "compile_seconds",
+        "sample_seconds",
+        "gradients",
+        "approximate",
+        "loo",
+    }
     assert set(d) == contract | timing
     assert d["approximate"] is False and d["gradients"] > 0
     assert d["seconds"] == pytest.approx(d["build_seconds"] + d["compile_seconds"] + d["sample_seconds"])

@@ -259,15 +259,19 @@ def test_whitened_walk_coordinates_map_to_the_cells_through_the_stated_blocks(ma
     exactly the blocks of ``model_data``: at biases 0, a flat world's
     log-count is its series' prior centre plus B w.
     """
-    from estimates.model import _whitening_layout, build, model_data
+    from estimates.model import _walk_precision, _whitening_layout, build, model_data
 
     claims, _ = make_planted_world()
     st = _structure(claims.drop(columns=["claim_id", "quote"], errors="ignore"))
     md = model_data(st)
     block, pos, n_blocks, size = _whitening_layout(st)
     assert n_blocks and len(md["walk_ce"]) == len(st.walk_first)  # every cell centred: the case tested
-    b = md["walk_whiten"].reshape(n_blocks, size, size)
-    assert np.allclose(np.tril(b, -1), 0.0) and (np.diagonal(b, axis1=1, axis2=2) > 0).all()
+    # the two factors of the back substitution stand for B = R^-T, R R^T the blocks' precision
+    scale, inv_p = md["walk_whiten"].reshape(2, n_blocks, size)
+    b = np.triu(inv_p[:, :, None] * scale[:, None, :])
+    q = _walk_precision(st, block, pos, n_blocks, size, md["walk_sd0"])
+    np.testing.assert_allclose(b, np.linalg.inv(np.linalg.cholesky(q)).transpose(0, 2, 1), rtol=1e-9, atol=1e-12)
+    assert (np.diagonal(b, axis1=1, axis2=2) > 0).all()
     model = build(st)
     with FAST:
         outs = model.replace_rvs_by_values([model["log_count"]])

@@ -23,13 +23,33 @@ does not fit (data containers other than ``numbers``, or PyTensor gave the
 inner function no cache key), :func:`compile_model` falls back to
 ``nutpie.compile_pymc_model``; ``tests/test_cache.py`` checks both that the
 callbacks agree with PyTensor's log-density and that the fast path is taken.
+
+What is left of a warm compile is PyTensor's: building the log-density's
+graph, its gradient and rewriting them, 2.4-2.5 s on the article example
+in every process. :func:`compile_model` therefore also writes a *record*
+of the layout (``base_compiledir/estimates``): the two callbacks' cache
+keys, the variables' names and shapes, the model's initial point and a
+check value. :func:`load_compiled` rebuilds the compiled model from it and
+the two cached callbacks alone, without PyMC's model, PyTensor's graph or
+its rewrites. The record's key (:func:`record_key`) is the layout's
+:func:`estimates.model.signature` plus everything else that shapes the
+graph: the source of :mod:`estimates.model` and of this module, the
+priors, the versions of PyMC, PyTensor, Numba, nutpie and numpy, and
+PyTensor's compile flags. A loaded model must reproduce the log-density
+and gradient recorded at compile time before it is used; anything missing
+or different and the layout is compiled again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+import pickle
+import platform
 import warnings
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +58,11 @@ from ._deps import quiet_import
 
 #: The data container every estimates model has (``estimates.model.pack_numbers``).
 DATA = "numbers"
+
+#: Folder of the layout records, under PyTensor's ``base_compiledir``.
+RECORDS = "estimates"
+#: Bumped whenever a record's contents change meaning.
+RECORD_FORMAT = 1
 
 _LOGP_SRC = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
@@ -96,24 +121,41 @@ def _user_data(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return numbers, np.array([numbers.ctypes.data, numbers.size], dtype=np.uint64)
 
 
-def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signature: Any) -> Any:
-    """One ``numba.cfunc`` around PyTensor's compiled ``fn``, cached on disk when PyTensor caches."""
+def _signatures() -> tuple[Any, Any]:
+    """nutpie's C signatures of the log-density and the expand callbacks."""
+    t = quiet_import("numba").types
+    double_p = t.CPointer(t.double)
+    return (
+        t.int64(t.uint64, double_p, double_p, double_p, t.voidptr),
+        t.int64(t.uint64, t.uint64, double_p, double_p, t.voidptr),
+    )
+
+
+def _callback_key(text: str, fn: Any, n_dim: int, n_expanded: int) -> str:
+    """The callback's key in PyTensor's Numba cache: PyTensor's key of the inner function, and more."""
+    numba = quiet_import("numba")
+    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+    inner_key = CACHED_SRC_FUNCTIONS.get(getattr(fn.vm.jit_fn, "py_func", None))
+    if inner_key is None:
+        raise _NotCacheable("PyTensor did not cache the inner function")
+    return hashlib.sha256(
+        "|".join([text, inner_key, str(n_dim), str(n_expanded), numba.__version__]).encode()
+    ).hexdigest()
+
+
+def _cfunc(text: str, name: str, key: str, inner: Any, n_dim: int, n_expanded: int, signature: Any) -> Any:
+    """The ``numba.cfunc`` of ``text`` under ``key`` in PyTensor's Numba cache.
+
+    With ``inner=None`` it only loads: Numba finds the compiled callback
+    under ``key`` or, failing that, cannot type the missing inner function
+    and raises (:func:`load_compiled` then compiles the layout).
+    """
     numba = quiet_import("numba")
     pytensor = quiet_import("pytensor")
     from nutpie.compile_pymc import address_as_void_pointer
-    from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
+    from pytensor.link.numba.cache import compile_numba_function_src
 
-    shared = [v.name for v in fn.get_shared()]
-    if shared not in ([], [DATA]):
-        raise _NotCacheable(f"data containers {shared}")
-    inner = fn.vm.jit_fn
-    inner_key = CACHED_SRC_FUNCTIONS.get(getattr(inner, "py_func", None))
-    if inner_key is None:
-        raise _NotCacheable("PyTensor did not cache the inner function")
-    text = src.format(data=", numbers" if shared else "")
-    key = hashlib.sha256(
-        "|".join([text, inner_key, str(n_dim), str(n_expanded), numba.__version__]).encode()
-    ).hexdigest()
     env = {
         "__name__": __name__,  # Numba re-imports it when it loads the cached code
         "numba": numba,
@@ -129,14 +171,42 @@ def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signatu
         return numba.cfunc(signature, cache=bool(pytensor.config.numba__cache))(py_func)
 
 
-def compile_model(model: Any) -> Any:
+def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signature: Any) -> tuple[Any, str]:
+    """One ``numba.cfunc`` around PyTensor's compiled ``fn`` (cached on disk when PyTensor caches), and its key."""
+    shared = [v.name for v in fn.get_shared()]
+    if shared not in ([], [DATA]):
+        raise _NotCacheable(f"data containers {shared}")
+    text = src.format(data=", numbers" if shared else "")
+    key = _callback_key(text, fn, n_dim, n_expanded)
+    return _cfunc(text, name, key, fn.vm.jit_fn, n_dim, n_expanded, signature), key
+
+
+@dataclasses.dataclass(frozen=True)
+class InitialPoint:
+    """Where nutpie starts a chain: the model's initial point plus U(-1, 1) jitter on every coordinate.
+
+    What PyMC's initial-point function gives with jitter on every free
+    variable (its default for nutpie), in numpy: a loaded model has no PyMC
+    model to compile one from. ``base`` is PyMC's initial point without
+    jitter (the priors' support points, on the sampler's scale).
+    """
+
+    base: np.ndarray
+
+    def __call__(self, seed: Any = None) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return self.base + rng.uniform(-1.0, 1.0, self.base.size)
+
+
+def compile_model(model: Any, key: str | None = None) -> Any:
     """``nutpie.compile_pymc_model(model)`` (Numba backend) with callbacks cached on disk.
 
     Returns a ``nutpie.compile_pymc.CompiledPyMCModel``; pass new data with
-    :func:`with_numbers`, not its ``with_data``.
+    :func:`with_numbers`, not its ``with_data``. With a ``key``
+    (:func:`record_key`) it also writes the layout's record, so that
+    :func:`load_compiled` can load the model in a later process.
     """
     nutpie = quiet_import("nutpie")
-    numba = quiet_import("numba")
     import nutpie.compile_pymc as cp
     from pymc.initial_point import make_initial_point_fn
 
@@ -144,12 +214,13 @@ def compile_model(model: Any) -> Any:
         _check_data(model)
     except _NotCacheable:
         return nutpie.compile_pymc_model(model)
-    # what nutpie.compile_pymc_model does before its Numba step, with its defaults
+    # what nutpie.compile_pymc_model does before its Numba step, with its
+    # defaults, except that the jitter is added by InitialPoint
     initial_point = make_initial_point_fn(
         model=model,
         overrides=None,
         default_strategy="support_point",
-        jitter_rvs=set(model.free_RVs),
+        jitter_rvs=set(),
         return_transformed=True,
     )
     n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = cp._make_functions(
@@ -157,48 +228,186 @@ def compile_model(model: Any) -> Any:
         mode="NUMBA",
         compute_grad=True,
         join_expanded=True,
-        pymc_initial_point_fn=cp._wrap_with_lock(initial_point),
+        pymc_initial_point_fn=initial_point,
         var_names=None,
     )
-    t = numba.types
-    double_p = t.CPointer(t.double)
+    logp_sig, expand_sig = _signatures()
     try:
-        logp_cb = _callback(
-            _LOGP_SRC,
-            "logp_callback",
-            logp_fn,
-            n_dim,
-            n_expanded,
-            t.int64(t.uint64, double_p, double_p, double_p, t.voidptr),
-        )
-        expand_cb = _callback(
-            _EXPAND_SRC,
-            "expand_callback",
-            expand_fn,
-            n_dim,
-            n_expanded,
-            t.int64(t.uint64, t.uint64, double_p, double_p, t.voidptr),
-        )
+        logp_cb, logp_key = _callback(_LOGP_SRC, "logp_callback", logp_fn, n_dim, n_expanded, logp_sig)
+        expand_cb, expand_key = _callback(_EXPAND_SRC, "expand_callback", expand_fn, n_dim, n_expanded, expand_sig)
     except _NotCacheable:
         return nutpie.compile_pymc_model(model)
     shared = {v.name: v for f in (logp_fn, expand_fn) for v in f.get_shared()}
-    numbers, user_data = _user_data(shared[DATA].get_value() if DATA in shared else np.zeros(0))
     dims, coords = cp._prepare_dims_and_coords(model, shape_info)
+    compiled = _assemble(
+        (n_dim, n_expanded, shape_info, dims, coords),
+        (logp_cb, expand_cb),
+        np.asarray(initial_point_fn(0), dtype=np.float64),
+        shared[DATA].get_value() if DATA in shared else np.zeros(0),
+        (logp_fn, expand_fn),
+    )
+    if key is not None and DATA in shared:
+        _write_record(key, compiled, logp_key, expand_key)
+    return compiled
+
+
+def _assemble(layout: tuple, callbacks: tuple, base: np.ndarray, numbers: np.ndarray, functions: tuple) -> Any:
+    """nutpie's ``CompiledPyMCModel`` from its parts.
+
+    ``layout`` is ``(n_dim, n_expanded, shape_info, dims, coords)``,
+    ``callbacks`` the log-density and expand ``cfunc``s, ``base`` the
+    initial point, ``functions`` PyTensor's two compiled functions (``None``
+    for a model loaded from its record).
+    """
+    import nutpie.compile_pymc as cp
+
+    n_dim, n_expanded, shape_info, dims, coords = layout
+    numbers, user_data = _user_data(numbers)
     return cp.CompiledPyMCModel(
         _n_dim=n_dim,
         dims=dims,
         _coords=coords,
         _shapes={name: tuple(shape) for name, _, shape in zip(*shape_info, strict=True)},
-        compiled_logp_func=logp_cb,
-        compiled_expand_func=expand_cb,
-        initial_point_func=initial_point_fn,
+        compiled_logp_func=callbacks[0],
+        compiled_expand_func=callbacks[1],
+        initial_point_func=InitialPoint(base),
         shared_data={DATA: numbers},
         user_data=user_data,
         n_expanded=n_expanded,
         shape_info=shape_info,
-        logp_func=logp_fn,
-        expand_func=expand_fn,
+        logp_func=functions[0],
+        expand_func=functions[1],
     )
+
+
+def _evaluate(compiled: Any, x: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Call the compiled log-density callback at ``x``: ``(return code, log-density, gradient)``."""
+    import ctypes
+
+    dbl = ctypes.POINTER(ctypes.c_double)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad, logp = np.zeros(compiled.n_dim), np.zeros(())
+    code = compiled.compiled_logp_func.ctypes(
+        compiled.n_dim,
+        x.ctypes.data_as(dbl),
+        grad.ctypes.data_as(dbl),
+        logp.ctypes.data_as(dbl),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
+    )
+    return int(code), float(logp), grad
+
+
+def records_dir() -> Path:
+    """Where the layout records live: ``base_compiledir/estimates``."""
+    return Path(quiet_import("pytensor").config.base_compiledir) / RECORDS
+
+
+def record_key(signature: tuple) -> str:
+    """The record's name for a layout: its signature and everything else that shapes its compiled graph."""
+    pytensor = quiet_import("pytensor")
+    from . import model as model_module
+
+    cfg = pytensor.config
+    parts = [
+        f"format {RECORD_FORMAT}",
+        repr(signature),
+        repr(sorted(model_module.PRIORS.items())),
+        hashlib.sha256(Path(model_module.__file__).read_bytes()).hexdigest(),
+        hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        *(f"{d} {metadata.version(d)}" for d in ("pymc", "pytensor", "numba", "llvmlite", "nutpie", "numpy")),
+        platform.python_version(),
+        platform.machine(),
+        *(f"{k}={getattr(cfg, k)}" for k in _CONFIG),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+#: PyTensor flags that change what a compiled graph computes.
+_CONFIG = (
+    "floatX",
+    "numba__fastmath",
+    "optimizer",
+    "optimizer_excluding",
+    "optimizer_including",
+    "optimizer_requiring",
+)
+
+
+def _write_record(key: str, compiled: Any, logp_key: str, expand_key: str) -> None:
+    """Save what :func:`load_compiled` needs; a failure to write only costs the next process a compile."""
+    if not quiet_import("pytensor").config.numba__cache:
+        return
+    x = compiled.initial_point_func.base + 0.1
+    code, logp, grad = _evaluate(compiled, x)
+    if code != 0:
+        return
+    record = {
+        "format": RECORD_FORMAT,
+        "logp_key": logp_key,
+        "expand_key": expand_key,
+        "n_dim": compiled.n_dim,
+        "n_expanded": compiled.n_expanded,
+        "shape_info": compiled.shape_info,
+        "dims": compiled.dims,
+        "coords": compiled._coords,
+        "initial_point": compiled.initial_point_func.base,
+        "check": (np.array(compiled.shared_data[DATA]), x, logp, grad),
+    }
+    folder = records_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, folder / f"{key}.pkl")  # atomic: a reader sees the old record or the new
+    except OSError:
+        pass
+
+
+def load_compiled(key: str) -> Any | None:
+    """The compiled model of the layout ``key`` from its record and the cached callbacks, or ``None``.
+
+    ``None`` when there is no record, when Numba's cache lacks either
+    callback, or when the loaded callbacks do not reproduce the
+    log-density and gradient recorded at compile time (the record is then
+    deleted); the caller compiles the layout instead.
+    """
+    pytensor = quiet_import("pytensor")
+    if not pytensor.config.numba__cache:
+        return None
+    path = records_dir() / f"{key}.pkl"
+    try:
+        record = pickle.loads(path.read_bytes())
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None
+    numba = quiet_import("numba")
+
+    n_dim, n_expanded = record["n_dim"], record["n_expanded"]
+    logp_sig, expand_sig = _signatures()
+    try:
+        logp_cb = _cfunc(
+            _LOGP_SRC.format(data=", numbers"), "logp_callback", record["logp_key"], None, n_dim, n_expanded, logp_sig
+        )
+        expand_cb = _cfunc(
+            _EXPAND_SRC.format(data=", numbers"),
+            "expand_callback",
+            record["expand_key"],
+            None,
+            n_dim,
+            n_expanded,
+            expand_sig,
+        )
+    except numba.core.errors.NumbaError:  # not in Numba's cache: it tried to compile without the inner function
+        return None
+    numbers0, x, logp, grad = record["check"]
+    layout = (n_dim, n_expanded, record["shape_info"], record["dims"], record["coords"])
+    compiled = _assemble(layout, (logp_cb, expand_cb), record["initial_point"], numbers0, (None, None))
+    code, got_logp, got_grad = _evaluate(compiled, x)
+    if code != 0 or got_logp != logp or not np.array_equal(got_grad, grad):
+        path.unlink(missing_ok=True)
+        return None
+    return compiled
 
 
 def is_cached_layout(compiled: Any) -> bool:

@@ -84,7 +84,8 @@ def _print_result(result, out) -> None:  # noqa: ANN001
         return
     print(
         f"Diagnostics: sampler {d['sampler']}, {d['seconds']:.1f} s (compile {d['compile_seconds']:.1f} s"
-        f"{', reused' if d['cached'] else ''}), max R-hat {d['r_hat_max']:.3f}, "
+        f"{', reused' if d['cached'] else ''}{', loaded from disk' if d.get('from_disk') else ''}), "
+        f"max R-hat {d['r_hat_max']:.3f}, "
         f"min bulk ESS {d['ess_bulk_min']:.0f}, divergences {d['divergences']}, "
         f"converged {d['converged']}",
         file=out,
@@ -219,10 +220,13 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser(
         "cache",
         help="show where compiled models are cached on disk, or clear that cache",
-        description="Compiled models are cached in this process (by layout) and on disk by PyTensor. "
+        description="Compiled models are cached in this process (by layout) and on disk, under "
+        "PyTensor's base_compiledir: its compiled C, Numba's compiled code and estimates' layout records. "
         "Show where, or clear the on-disk cache (the next run compiles from scratch).",
     )
-    cache.add_argument("--clear", action="store_true", help="delete PyTensor's on-disk cache of compiled code")
+    cache.add_argument(
+        "--clear", action="store_true", help="delete the on-disk cache of compiled code (all three folders)"
+    )
     return parser
 
 
@@ -304,15 +308,18 @@ def _cache(args: argparse.Namespace) -> int:
     from .inference import cache_info
 
     info = cache_info()
-    where = Path(info["compiledir"])
+    folders = [Path(f) for f in info.get("folders", [info["compiledir"]])]
     if args.clear:
         import shutil
 
-        shutil.rmtree(where, ignore_errors=True)
-        print(f"cleared {where}")
+        for where in folders:
+            shutil.rmtree(where, ignore_errors=True)
+            print(f"cleared {where}")
         return 0
-    size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file()) if where.exists() else 0
-    print(f"on-disk cache: {where} ({size / 1e6:.0f} MB); move it with PYTENSOR_FLAGS=base_compiledir=DIR")
+    for where in folders:
+        size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file()) if where.exists() else 0
+        print(f"on-disk cache: {where} ({size / 1e6:.0f} MB)")
+    print("move it with PYTENSOR_FLAGS=base_compiledir=DIR")
     return 0
 
 

@@ -90,10 +90,32 @@ def seeds(random_seed: int | None) -> tuple[int, np.random.Generator]:
 
 @dataclass
 class _Entry:
-    """A model built for one signature, and what each engine compiled from it."""
+    """One signature: its PyMC model (built when first needed) and what each engine compiled from it.
 
-    model: Any
+    nutpie's compiled model may come from its on-disk record
+    (:func:`estimates._nutpie.load_compiled`), in which case the PyMC model
+    is never built.
+    """
+
+    st: Any
+    signature: tuple
     compiled: dict[str, Any] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    _model: Any = None
+
+    @property
+    def built(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from .model import build
+
+            t = time.perf_counter()
+            self._model = build(self.st)
+            self.build_seconds = time.perf_counter() - t
+        return self._model
 
 
 #: In-process cache of built and compiled models, by signature (most recent last).
@@ -107,33 +129,39 @@ def clear_cache() -> None:
 
 
 def cache_info() -> dict[str, Any]:
-    """What is cached: models in this process, and where the engines keep compiled code on disk.
+    """What is cached: models in this process, and the folders where compiled code is kept on disk.
 
     The in-process cache holds up to ``CACHE_SIZE`` compiled models, keyed by
     :func:`estimates.model.signature`; a call whose claims differ only in
     their numbers (or in how many claims there are) reuses one. On disk,
-    PyTensor keeps compiled C and Numba code in ``compiledir`` (clear it
-    with ``pytensor-cache clear`` or by deleting the folder; set
-    ``PYTENSOR_FLAGS=base_compiledir=...`` to move it).
+    under PyTensor's ``base_compiledir`` (``PYTENSOR_FLAGS=base_compiledir=...``
+    moves it): ``compiledir`` (PyTensor's compiled C, for PyMC's sampler),
+    ``numba`` (Numba's compiled log-densities and nutpie's callbacks) and
+    ``estimates`` (the layout records of :mod:`estimates._nutpie`, which let
+    a new process skip PyMC and PyTensor altogether). ``folders`` lists the
+    three; ``estimates cache --clear`` deletes them.
     """
     pytensor = quiet_import("pytensor")
+    base = pytensor.config.base_compiledir
+    folders = [str(pytensor.config.compiledir), str(base / "numba"), str(_nutpie.records_dir())]
     return {
         "models_in_process": len(_CACHE),
         "capacity": CACHE_SIZE,
-        "compiledir": str(pytensor.config.compiledir),
+        "compiledir": folders[0],
+        "folders": folders,
     }
 
 
 def _entry(st: Any) -> tuple[_Entry, bool]:
     """The cached entry for ``st``'s signature (built now if new); ``True`` when it was cached."""
-    from .model import build, signature
+    from .model import signature
 
     key = signature(st)
     hit = key in _CACHE
     if hit:
         _CACHE.move_to_end(key)
     else:
-        _CACHE[key] = _Entry(build(st))
+        _CACHE[key] = _Entry(st, key)
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return _CACHE[key], hit
@@ -173,7 +201,9 @@ def sample(
     """Run NUTS for the structure ``st``, reusing a compiled model of the same signature.
 
     Returns ``(idata, timing)``; ``timing`` has ``sampler``, ``cached``
-    (a compiled model was reused), ``build_seconds``, ``compile_seconds``,
+    (a compiled model was reused from this process), ``from_disk`` (nutpie's
+    compiled model was loaded from its on-disk record, with no PyMC model
+    built), ``build_seconds``, ``compile_seconds``,
     ``sample_seconds`` (PyMC's sampler compiles inside it, from its on-disk
     C cache) and ``gradients`` (log-density gradient evaluations, warm-up
     included). ``claim_weight`` (one per used claim, default all 1) scales
@@ -185,10 +215,11 @@ def sample(
     data = model_data(st)
     if claim_weight is not None:
         data["claim_weight"] = np.asarray(claim_weight, dtype=float)
-    tb = time.perf_counter()
     entry, hit = _entry(st)
+    built = entry.built
     t0 = time.perf_counter()
     cached = hit and which in entry.compiled
+    from_disk = False
     if which in ("nutpie", "nutpie-jax"):
         nutpie = quiet_import("nutpie")
         if which == "nutpie-jax":
@@ -198,8 +229,13 @@ def sample(
                 compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
         else:
             if which not in entry.compiled:
-                with _no_blas_notice():
-                    entry.compiled[which] = _nutpie.compile_model(entry.model)
+                key = _nutpie.record_key(entry.signature)
+                compiled = _nutpie.load_compiled(key)
+                from_disk = compiled is not None
+                if compiled is None:
+                    with _no_blas_notice():
+                        compiled = _nutpie.compile_model(entry.model, key=key)
+                entry.compiled[which] = compiled
             compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         t1 = time.perf_counter()
         idata = nutpie.sample(
@@ -248,11 +284,13 @@ def sample(
     idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
     if "quantity" in idata.posterior.coords:  # a reused model carries its first call's labels
         idata.posterior = idata.posterior.assign_coords(quantity=list(st.quantities))
+    build_seconds = entry.build_seconds if entry.built and not built else 0.0
     timing = {
         "sampler": which,
         "cached": bool(cached),
-        "build_seconds": t0 - tb,
-        "compile_seconds": t1 - t0,
+        "from_disk": from_disk,
+        "build_seconds": build_seconds,
+        "compile_seconds": t1 - t0 - build_seconds,
         "sample_seconds": t2 - t1,
         "gradients": gradients,
     }
@@ -350,14 +388,16 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
 
     from .model import model_data, set_numbers
 
-    tb = time.perf_counter()
     entry, hit = _entry(st)
+    built = entry.built
     t0 = time.perf_counter()
     model = entry.model
+    build_seconds = entry.build_seconds if not built else 0.0
     data = model_data(st)
     set_numbers(model, data)
     names = [v for v in _KEPT if v in model.named_vars]
     fn = entry.compiled.get("advi")
+    cached = hit and fn is not None
     if fn is None:
         outs = model.replace_rvs_by_values([model.logp(jacobian=True), *(model[v] for v in names)])
         with _no_blas_notice():
@@ -402,9 +442,9 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
         "sampler": "advi",
         "approximate": True,
         "pareto_k": float(k_hat),
-        "cached": bool(hit),
-        "build_seconds": t0 - tb,
-        "compile_seconds": t1 - t0,
+        "cached": bool(cached),
+        "build_seconds": build_seconds,
+        "compile_seconds": t1 - t0 - build_seconds,
         "sample_seconds": t2 - t1,
         "gradients": int(steps),
     }

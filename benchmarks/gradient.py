@@ -1,0 +1,80 @@
+"""What one log-density and gradient costs: the compiled function nutpie calls, on one thread.
+
+    python benchmarks/gradient.py                       # article and medium
+    python benchmarks/gradient.py article medium large --calls 500
+
+Per problem (``benchmarks/problems.py``): the library builds and compiles
+the model as ``reconcile()`` does (``estimates._nutpie.compile_model``),
+then PyTensor's compiled Numba function (the inner function of nutpie's C
+callback) is called in a loop at one point near the initial point. Prints
+a table: parameters, nodes of the compiled graph, microseconds per call
+(the fastest of five loops, so other work on the machine shows less) and
+the log-density (the same value before and after a change of
+coordinates says the model did not change). Sampling costs about this per
+gradient per thread, times the gradients it needs (``benchmarks/run.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def measure(name: str, calls: int) -> dict[str, float | int | str]:
+    import problems
+
+    from estimates import _nutpie
+    from estimates.claims import Hierarchy, normalise, read_claims
+    from estimates.interpret import Interpretation, shapes_table
+    from estimates.model import build, describe
+
+    problem = problems.get(name)
+    interp = Interpretation()
+    cs = normalise(
+        read_claims(problem.claims), hierarchy=Hierarchy.from_mapping(problem.hierarchy), interpretation=interp
+    )
+    st = describe(shapes_table(cs.used, interp), cs.hierarchy)
+    compiled = _nutpie.compile_model(build(st))
+    fn = compiled.logp_func
+    inner = fn.vm.jit_fn
+    numbers = compiled.shared_data[_nutpie.DATA]
+    x = compiled.initial_point_func(0)
+    logp = float(inner(x, numbers)[0])  # the first call also compiles or loads from Numba's cache
+    best = np.inf
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(calls):
+            inner(x, numbers)
+        best = min(best, (time.perf_counter() - t) / calls)
+    return {
+        "problem": name,
+        "params": compiled.n_dim,
+        "nodes": len(fn.maker.fgraph.apply_nodes),
+        "us": best * 1e6,
+        "logp": logp,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("problems", nargs="*", default=["article", "medium"])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per timed loop (default 2000)")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    rows = [measure(p, args.calls) for p in args.problems]
+    print("| problem | parameters | graph nodes | us per log-density and gradient | log-density at the start |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['problem']} | {r['params']} | {r['nodes']} | {r['us']:.1f} | {r['logp']:.6f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
