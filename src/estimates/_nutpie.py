@@ -43,6 +43,7 @@ or different and the layout is compiled again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pickle
@@ -312,14 +313,24 @@ def record_key(signature: tuple) -> str:
         f"format {RECORD_FORMAT}",
         repr(signature),
         repr(sorted(model_module.PRIORS.items())),
+        *_code_and_versions(),
+        *(f"{k}={getattr(cfg, k)}" for k in _CONFIG),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@functools.cache
+def _code_and_versions() -> tuple[str, ...]:
+    """The part of :func:`record_key` that is fixed for a process: the code and the versions."""
+    from . import model as model_module
+
+    return (
         hashlib.sha256(Path(model_module.__file__).read_bytes()).hexdigest(),
         hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         *(f"{d} {metadata.version(d)}" for d in ("pymc", "pytensor", "numba", "llvmlite", "nutpie", "numpy")),
         platform.python_version(),
         platform.machine(),
-        *(f"{k}={getattr(cfg, k)}" for k in _CONFIG),
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    )
 
 
 #: PyTensor flags that change what a compiled graph computes.

@@ -308,7 +308,7 @@ def _cache(args: argparse.Namespace) -> int:
     from .inference import cache_info
 
     info = cache_info()
-    folders = [Path(f) for f in info.get("folders", [info["compiledir"]])]
+    folders = [Path(f) for f in info["folders"]]
     if args.clear:
         import shutil
 
