@@ -113,6 +113,36 @@ def test_second_call_reuses_the_compiled_model_and_matches_a_fresh_compile(examp
 
 
 @pytest.mark.slow
+def test_the_draws_are_converted_as_nutpie_converts_them_without_the_warm_up(example_fit):
+    """``_nutpie.to_inference_data`` gives nutpie's own posterior and statistics, and counts the warm-up's gradients.
+
+    The same compiled model and seed sampled twice, once converted by nutpie
+    (which also builds the warm-up groups) and once by the library.
+    """
+    import nutpie
+
+    from estimates import _nutpie
+
+    st = _structure(*_example())
+    entry, _ = inference._entry(st)
+    compiled = _nutpie.with_numbers(entry.compiled["nutpie"], pack_numbers(model_data(st)))
+    kw = dict(draws=60, tune=40, chains=3, seed=11, progress_bar=False, cores=2)
+    theirs = nutpie.sample(compiled, **kw)
+    ours, gradients = _nutpie.to_inference_data(nutpie.sample(compiled, return_raw_trace=True, **kw), compiled.coords)
+    assert set(ours.groups()) == {"posterior", "sample_stats"}
+    for group in ("posterior", "sample_stats"):
+        assert set(ours[group].data_vars) == set(theirs[group].data_vars)
+        for name, var in theirs[group].data_vars.items():
+            assert var.dims == ours[group][name].dims, name
+            np.testing.assert_array_equal(ours[group][name].to_numpy(), var.to_numpy(), err_msg=name)
+            for dim in var.dims:
+                np.testing.assert_array_equal(ours[group][dim].to_numpy(), var[dim].to_numpy())
+    assert ours.posterior.sizes["draw"] == 60 and ours.posterior.sizes["chain"] == 3
+    want = int(theirs.warmup_sample_stats["n_steps"].sum() + theirs.sample_stats["n_steps"].sum())
+    assert gradients == want > 100 * 3
+
+
+@pytest.mark.slow
 def test_the_disk_cacheable_callbacks_compute_pytensors_density_with_swapped_numbers(example_fit):
     """The C callbacks nutpie calls (``estimates._nutpie``) give PyTensor's log-density and gradient."""
     import ctypes

@@ -44,6 +44,15 @@ def test_constant_variables_are_left_out_and_divergences_counted():
     assert d["converged"] is False
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_diagnostics_in_blocks_of_one_element_change_nothing(mixed, monkeypatch):
+    """Large variables are diagnosed in blocks of elements (bounded memory); the figures are the same."""
+    idata = _idata(mixed, 2, np.random.default_rng(5))
+    whole = diagnostics(idata, ["log_count", "log_bias"], "nutpie", 1.0)
+    monkeypatch.setattr("estimates.results.BLOCK_BYTES", 1)
+    assert diagnostics(idata, ["log_count", "log_bias"], "nutpie", 1.0) == whole
+
+
 def test_unmixed_chains_fail_and_warn_with_hints():
     d = diagnostics(_idata(True, 3, np.random.default_rng(2)), ["log_count"], "pymc", 1.0)
     assert d["r_hat_max"] > 1.1 and not d["converged"]

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytensor
 import pytensor.tensor as pt
 import pytest
@@ -25,13 +26,15 @@ from estimates.errors import OptionError
 from estimates.interpret import Interpretation, shapes_table, simulate_statement, statement_tails
 from estimates.loo import (
     Pointwise,
+    claim_checks,
+    column_order,
     lone_claims,
     pointwise,
     psis_tension,
     weighted_quantiles,
 )
 from estimates.model import NUMBERS, PRIORS, build, claim_loglik, claim_loglik_numpy, describe, model_data, set_numbers
-from estimates.results import TENSION_THRESHOLD
+from estimates.results import TENSION_THRESHOLD, column_blocks
 
 FAST = pytensor.config.change_flags(mode="FAST_COMPILE")
 
@@ -149,6 +152,49 @@ def test_lone_source_bias_and_reliability_are_integrated_over_the_population():
         assert pw.below[d, i] == pytest.approx(stats.norm.cdf((st.claim_a[i] - y) / s).mean(), abs=0.005)
 
 
+@pytest.mark.parametrize("robust", [False, True])
+def test_claim_checks_in_blocks_equal_the_whole_table_at_once(robust):
+    """Blocks of claims (bounded memory on large tables) change nothing.
+
+    One claim per block (two passes, the log-likelihoods computed twice, the
+    lone claim's quadrature on its own) against every claim in one block,
+    and both against the whole draws x claims arrays of ``pointwise``.
+    """
+    st = _structure(ROWS, robust=robust)
+    idata = _fake_idata(st, np.random.default_rng(6))
+    whole = claim_checks(st, idata)
+    one_by_one = claim_checks(st, idata, block_bytes=1)
+    assert len(column_blocks(100, len(st.claim_row), block_bytes=1)) == len(st.claim_row)
+    for name in ("tension", "pareto_k", "tension_in_sample", "p_wild", "source_ll", "reff"):
+        np.testing.assert_allclose(getattr(one_by_one, name), getattr(whole, name), rtol=1e-12, err_msg=name)
+    pw = pointwise(st, idata)
+    tension, k = psis_tension(st, pw)
+    np.testing.assert_allclose(whole.tension, tension, rtol=1e-12)
+    np.testing.assert_allclose(whole.pareto_k, k, rtol=1e-12)
+    assert whole.reff == pw.reff
+    for j in range(len(st.sources)):
+        np.testing.assert_allclose(whole.source_ll[:, j], pw.ll[:, st.claim_source == j].sum(axis=1), rtol=1e-12)
+    assert np.isfinite(whole.p_wild).all() == robust
+
+
+def test_intervals_in_blocks_of_one_cell_equal_the_whole_table(monkeypatch):
+    from estimates import results
+
+    st = _structure(ROWS)
+    idata = _fake_idata(st, np.random.default_rng(8))
+    whole = results.summarise_intervals(st, idata, 0.9)
+    monkeypatch.setattr("estimates.results.BLOCK_BYTES", 1)
+    pd.testing.assert_frame_equal(results.summarise_intervals(st, idata, 0.9), whole)
+
+
+def test_column_blocks_cover_the_claims_once_within_the_budget():
+    blocks = column_blocks(n_draws=4000, n_columns=40_000, block_bytes=32 * 2**20)
+    np.testing.assert_array_equal(np.concatenate(blocks), np.arange(40_000))
+    assert max(len(b) for b in blocks) * 4000 * 8 <= 32 * 2**20
+    assert len(blocks) == 39  # 1,048 claims per block
+    assert [len(b) for b in column_blocks(10, 5)] == [5]
+
+
 def test_weighted_quantiles_are_the_inverted_cdf():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(101, 3))
@@ -162,6 +208,21 @@ def test_weighted_quantiles_are_the_inverted_cdf():
     np.testing.assert_allclose(
         weighted_quantiles(x, w / w.sum(), probs), np.quantile(rep, probs, axis=0, method="inverted_cdf")
     )
+
+
+def test_weighted_quantiles_in_blocks_with_a_shared_order_change_nothing(monkeypatch):
+    """The sort order computed once per quantity, and blocks of 7 columns, give the same quantiles."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(300, 50))
+    w = rng.dirichlet(np.ones(300))
+    probs = [0.05, 0.5, 0.95]
+    whole = weighted_quantiles(x, w, probs)
+    order = column_order(x)
+    assert order.dtype == np.uint16 and order.shape == (50, 300)
+    np.testing.assert_array_equal(np.take_along_axis(x.T, order.astype(np.int64), axis=1), np.sort(x.T, axis=1))
+    monkeypatch.setattr("estimates.results.BLOCK_BYTES", 7 * 300 * 8)
+    np.testing.assert_array_equal(weighted_quantiles(x, w, probs, order), whole)
+    np.testing.assert_array_equal(weighted_quantiles(x, w, probs), whole)
 
 
 def test_psis_tension_equals_exact_leave_one_out_in_a_conjugate_model():

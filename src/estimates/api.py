@@ -302,8 +302,8 @@ def _checks(
 
     t0 = time.perf_counter()
     n = len(st.claim_row)
-    pw = loo.pointwise(st, idata)
-    tension, k = loo.psis_tension(st, pw)
+    cc = loo.claim_checks(st, idata)
+    tension, k = cc.tension, cc.pareto_k
     label = "psis" if exact else "psis (approximate posterior)"
     how = np.array([label] * n, dtype=object)
     memo: dict[tuple[int, ...], Any] = {}
@@ -355,7 +355,7 @@ def _checks(
     for j in range(len(st.sources)):
         if not len(loo.source_claims(st, j)):
             continue
-        w, kj = loo.source_psis(st, pw, j)
+        w, kj = loo.source_psis(cc, j)
         if (q_of_src == q_of_src[j]).sum() == 1:  # without it the quantity has no data
             rows = loo.influence_rows(st, log_count, j, log_count, None, prob, "only source", kj, shared)
             rows[["median_without", "lower_without", "upper_without", "shift", "width_ratio"]] = np.nan
@@ -383,10 +383,10 @@ def _checks(
         how[i] = "refit"
     checks = {
         "tension": tension,
-        "tension_in_sample": loo.in_sample_tension(st, pw),
+        "tension_in_sample": cc.tension_in_sample,
         "pareto_k": k,
         "loo": how,
-        "p_wild": pw.p_wild,
+        "p_wild": cc.p_wild,
     }
     influence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=loo.INFLUENCE_COLUMNS)
     unreliable = int(sum("unreliable" in h for h in how))

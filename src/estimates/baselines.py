@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtri
 
 from .claims import ClaimsLike, Hierarchy, normalise
 from .errors import OptionError
@@ -237,7 +237,7 @@ def _pooled(
     interpretation: InterpretationLike,
     pool: Callable[[np.ndarray, np.ndarray], tuple[float, ...]],
 ) -> pd.DataFrame:
-    z = float(stats.norm.ppf(0.5 + _check_prob(prob) / 2))
+    z = float(ndtri(0.5 + _check_prob(prob) / 2))
     rows = []
     for key, cell in _cells(claims, hierarchy, interpretation):
         normal = cell[cell["shape"] == "normal"]

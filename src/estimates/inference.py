@@ -24,6 +24,7 @@ import numpy as np
 from . import _convergence, _nutpie
 from ._deps import quiet_import
 from .errors import ApproximationWarning, ConvergenceWarning, OptionError
+from .results import column_blocks
 
 SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "nutpie-jax")
 
@@ -238,7 +239,7 @@ def sample(
                 entry.compiled[which] = compiled
             compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         t1 = time.perf_counter()
-        idata = nutpie.sample(
+        raw = nutpie.sample(
             compiled,
             draws=options.draws,
             tune=options.tune,
@@ -248,7 +249,12 @@ def sample(
             use_grad_based_mass_matrix=nutpie_adaptation(options.adaptation) == "gradient",
             progress_bar=False,
             cores=min(options.chains, os.cpu_count() or 1),
+            return_raw_trace=True,
         )
+        # the warm-up's draws are not converted at all (on large problems
+        # they were a third of the peak memory), only its gradients counted
+        idata, gradients = _nutpie.to_inference_data(raw, compiled.coords)
+        del raw
     else:
         pm = quiet_import("pymc")
         # the built model is reused, but pm.sample compiles anew each call (from
@@ -277,11 +283,11 @@ def sample(
                 )
         finally:
             logger.setLevel(level)
+        gradients = _gradients(idata)
+        # warm-up draws were kept only to count their gradients
+        az = quiet_import("arviz")
+        idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
     t2 = time.perf_counter()
-    gradients = _gradients(idata)
-    # warm-up draws were kept only to count their gradients
-    az = quiet_import("arviz")
-    idata = az.InferenceData(**{g: idata[g] for g in idata.groups() if not g.startswith("warmup")})
     if "quantity" in idata.posterior.coords:  # a reused model carries its first call's labels
         idata.posterior = idata.posterior.assign_coords(quantity=list(st.quantities))
     build_seconds = entry.build_seconds if entry.built and not built else 0.0
@@ -318,14 +324,19 @@ def diagnostics(idata: Any, var_names: list[str], sampler: str, seconds: float) 
     ess_min = np.inf
     for v in post.data_vars:
         x = post[v].transpose("chain", "draw", ...).to_numpy()
-        keep = np.atleast_1d(x.std(axis=(0, 1)) > 1e-12)
-        # ArviZ's rank R-hat and bulk ESS, vectorised (ArviZ loops per element)
-        r = np.atleast_1d(_convergence.rhat(x))[keep]
-        e = np.atleast_1d(_convergence.ess_bulk(x))[keep]
-        if np.isfinite(r).any():
-            r_hat_max = max(r_hat_max, float(np.nanmax(r)))
-        if np.isfinite(e).any():
-            ess_min = min(ess_min, float(np.nanmin(e)))
+        x = x.reshape(x.shape[:2] + (-1,))
+        # in blocks of elements: ranks and FFTs of a whole 24,000-cell
+        # variable took 4 GB at 2 x 1,000 draws (benchmarks' large problem)
+        for cols in column_blocks(x.shape[0] * x.shape[1], x.shape[2]):
+            xb = x[:, :, cols]
+            keep = xb.std(axis=(0, 1)) > 1e-12
+            # ArviZ's rank R-hat and bulk ESS, vectorised (ArviZ loops per element)
+            r = np.atleast_1d(_convergence.rhat(xb))[keep]
+            e = np.atleast_1d(_convergence.ess_bulk(xb))[keep]
+            if np.isfinite(r).any():
+                r_hat_max = max(r_hat_max, float(np.nanmax(r)))
+            if np.isfinite(e).any():
+                ess_min = min(ess_min, float(np.nanmin(e)))
     if post.sizes.get("chain", 0) < 2:
         r_hat_max = float("nan")  # R-hat compares chains: one chain cannot show it has converged
     div = int(idata.sample_stats["diverging"].sum().values) if "diverging" in idata.sample_stats else 0

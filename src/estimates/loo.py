@@ -37,7 +37,7 @@ from . import _convergence
 from ._deps import quiet_import
 from .interpret import statement_tails, tension_from_tails
 from .model import PRIORS, Structure, claim_loglik_numpy, model_data, targets_numpy, wild_loglik
-from .results import posterior_draws
+from .results import column_blocks, posterior_draws
 
 #: Above this Pareto k the importance weights are not trusted (Vehtari et al. 2024).
 LOO_K_MAX = 0.7
@@ -72,30 +72,109 @@ def lone_claims(st: Structure) -> np.ndarray:
     return n[st.claim_source] == 1
 
 
-def pointwise(st: Structure, idata: Any) -> Pointwise:
-    """Log-likelihood and tail probabilities of every used claim at every draw."""
-    log_count = posterior_draws(idata, "log_count")
-    log_bias = posterior_draws(idata, "log_bias")
-    log_rel = posterior_draws(idata, "log_reliability")
-    y, s = targets_numpy(st, log_count, log_bias, log_rel)
-    shape, kind, a, b = st.claim_shape, st.claim_kind, st.claim_a, st.claim_b
-    ll = claim_loglik_numpy(st, y, s)
-    below_fit, above_fit = statement_tails(shape, kind, a, b, s, y)
-    below, above = below_fit.copy(), above_fit.copy()
-    p_wild = np.full(len(st.claim_row), np.nan)
-    if st.robust:
-        share = math.log(st.robust_weight) + wild_loglik(st, y) - ll
-        p_wild = np.exp(share).mean(axis=0)
-    lone = lone_claims(st)
-    if lone.any():
-        cols = np.flatnonzero(lone)
-        ll[:, cols], below[:, cols], above[:, cols] = _integrate_lone(st, idata, y[:, cols], log_bias, cols)
-    chains = idata.posterior.sizes["chain"]
-    return Pointwise(ll, below, above, below_fit, above_fit, lone, p_wild, _reff(ll, chains))
+class _Draws:
+    """The posterior draws the claim checks read, fetched once."""
+
+    def __init__(self, st: Structure, idata: Any) -> None:
+        self.log_count = posterior_draws(idata, "log_count")
+        self.log_bias = posterior_draws(idata, "log_bias")
+        self.log_rel = posterior_draws(idata, "log_reliability")
+        self.chains = int(idata.posterior.sizes["chain"])
+        self.idata = idata
+        self.lone = lone_claims(st)
+
+    def pointwise(self, st: Structure, cols: np.ndarray, *, tails: bool = True, reff: float | None = None) -> Pointwise:
+        y, s = targets_numpy(st, self.log_count, self.log_bias, self.log_rel, cols=cols)
+        ll = claim_loglik_numpy(st, y, s, cols=cols)
+        shape, kind, a, b = st.claim_shape[cols], st.claim_kind[cols], st.claim_a[cols], st.claim_b[cols]
+        p_wild = np.full(len(cols), np.nan)
+        if st.robust:
+            share = math.log(st.robust_weight) + wild_loglik(st, y, cols) - ll
+            p_wild = np.exp(share).mean(axis=0)
+        below_fit = above_fit = below = above = np.zeros((0, len(cols)))
+        if tails:
+            below_fit, above_fit = statement_tails(shape, kind, a, b, s, y)
+            below, above = below_fit.copy(), above_fit.copy()
+        lone = np.flatnonzero(self.lone[cols])
+        per = max(1, len(cols) // HERMITE_NODES)  # the quadrature holds HERMITE_NODES arrays per claim
+        for start in range(0, len(lone), per):
+            sub = lone[start : start + per]
+            got = _integrate_lone(st, self.idata, y[:, sub], self.log_bias, cols[sub], tails=tails)
+            ll[:, sub] = got[0]
+            if tails:
+                below[:, sub], above[:, sub] = got[1], got[2]
+        reff = _reff(ll, self.chains) if reff is None else reff
+        return Pointwise(ll, below, above, below_fit, above_fit, self.lone[cols], p_wild, reff)
 
 
-def _integrate_lone(st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarray, cols: np.ndarray):  # noqa: ANN202
-    """Claims of single-claim sources with the source's bias and reliability from the population."""
+def pointwise(st: Structure, idata: Any, cols: np.ndarray | None = None) -> Pointwise:
+    """Log-likelihood and tail probabilities of the used claims ``cols`` (all by default) at every draw.
+
+    Holds several draws x claims arrays at once: :func:`claim_checks` goes
+    through the claims in blocks instead.
+    """
+    cols = np.arange(len(st.claim_row)) if cols is None else np.asarray(cols, dtype=np.int64)
+    return _Draws(st, idata).pointwise(st, cols)
+
+
+@dataclass
+class ClaimChecks:
+    """Per used claim: leave-one-out tension by PSIS, its Pareto k, in-sample tension, ``p_wild``.
+
+    ``source_ll`` holds, per draw, the sum of each source's claims'
+    log-likelihoods (draws x sources), which is all the sources' influence
+    needs; ``reff`` the draws' mean relative efficiency used by PSIS.
+    """
+
+    tension: np.ndarray
+    pareto_k: np.ndarray
+    tension_in_sample: np.ndarray
+    p_wild: np.ndarray
+    source_ll: np.ndarray
+    reff: float
+
+
+def claim_checks(st: Structure, idata: Any, block_bytes: int | None = None) -> ClaimChecks:
+    """Every used claim's checks, computed in blocks of claims (:data:`estimates.results.BLOCK_BYTES`).
+
+    PSIS of every claim uses the draws' mean relative efficiency over all
+    claims, as ArviZ's ``loo`` does, so with more than one block there are
+    two passes: the first sums each source's log-likelihoods and the
+    efficiency, the second computes each block's tails and PSIS weights
+    (and its log-likelihoods again). The result does not depend on the blocks.
+    """
+    dr = _Draws(st, idata)
+    n, n_draws = len(st.claim_row), dr.log_count.shape[0]
+    blocks = column_blocks(n_draws, n, block_bytes)
+    source_ll = np.zeros((n_draws, len(st.sources)))
+    ess_sum, ess_n, whole = 0.0, 0, None
+    for cols in blocks:  # pass 1: the sources' log-likelihoods and the draws' efficiency
+        pw = dr.pointwise(st, cols, tails=len(blocks) == 1, reff=np.nan)
+        src = st.claim_source[cols]
+        for j in np.unique(src):
+            source_ll[:, j] += pw.ll[:, src == j].sum(axis=1)
+        got = _ess_sum(pw.ll, dr.chains)
+        ess_sum, ess_n = ess_sum + got[0], ess_n + got[1]
+        whole = pw if len(blocks) == 1 else None  # one block: nothing to compute again
+    reff = float(np.clip(ess_sum / ess_n / n_draws, 0.01, 1.0)) if ess_n else 1.0
+    out = {name: np.full(n, np.nan) for name in ("tension", "pareto_k", "tension_in_sample", "p_wild")}
+    for cols in blocks:  # pass 2: tails and PSIS
+        pw = whole if whole is not None else dr.pointwise(st, cols, reff=reff)
+        pw.reff = reff
+        shape = st.claim_shape[cols]
+        out["tension"][cols], out["pareto_k"][cols] = _psis_tension(shape, pw)
+        out["tension_in_sample"][cols] = _in_sample_tension(shape, pw)
+        out["p_wild"][cols] = pw.p_wild
+    return ClaimChecks(**out, source_ll=source_ll, reff=reff)
+
+
+def _integrate_lone(  # noqa: ANN202
+    st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarray, cols: np.ndarray, *, tails: bool = True
+):
+    """Claims of single-claim sources with the source's bias and reliability from the population.
+
+    Returns their log-likelihoods and, with ``tails``, their two tail probabilities.
+    """
     src = st.claim_source[cols]
     q = st.sources["q_idx"].to_numpy(np.int64)[src]
     is_ref = st.sources["is_reference"].to_numpy(bool)[src]
@@ -119,6 +198,8 @@ def _integrate_lone(st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarr
     wild_sd = np.sqrt(float(st.robust_sd) ** 2 + v**2)[None]
     ll = claim_loglik_numpy(st, centre[None], s_eff, cols=cols, wild_sd=wild_sd)
     ll = np.logaddexp.reduce(np.log(wts)[:, None, None] + ll, axis=0)
+    if not tails:
+        return (ll,)
     shape, kind = st.claim_shape[cols], st.claim_kind[cols]
     bl, ab = statement_tails(shape, kind, st.claim_a[cols], st.claim_b[cols], s_eff, centre[None])
     return ll, np.tensordot(wts, bl, axes=1), np.tensordot(wts, ab, axes=1)
@@ -126,12 +207,18 @@ def _integrate_lone(st: Structure, idata: Any, y: np.ndarray, log_bias: np.ndarr
 
 def _reff(ll: np.ndarray, chains: int) -> float:
     """Mean relative efficiency of the likelihood draws, as ArviZ's ``loo`` uses."""
+    total, count = _ess_sum(ll, chains)
+    return float(np.clip(total / count / ll.shape[0], 0.01, 1.0)) if count else 1.0
+
+
+def _ess_sum(ll: np.ndarray, chains: int) -> tuple[float, int]:
+    """Sum and number of the finite ESS of each column's likelihood (none when chains are uneven)."""
     n = ll.shape[0]
     if n % chains or ll.shape[1] == 0:
-        return 1.0
+        return 0.0, 0
     lik = np.exp(ll - ll.max(axis=0))
     ess = _convergence.ess_mean(lik.reshape(chains, n // chains, -1))
-    return float(np.clip(np.nanmean(ess) / n, 0.01, 1.0))
+    return float(np.nansum(ess)), int(np.isfinite(ess).sum())
 
 
 def psis_weights(log_ratios: np.ndarray, reff: float) -> tuple[np.ndarray, np.ndarray]:
@@ -145,17 +232,21 @@ def psis_weights(log_ratios: np.ndarray, reff: float) -> tuple[np.ndarray, np.nd
 
 def psis_tension(st: Structure, pw: Pointwise) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out tension and Pareto k of every used claim by PSIS."""
-    if not len(st.claim_row):
+    return _psis_tension(st.claim_shape, pw)
+
+
+def _psis_tension(shape: np.ndarray, pw: Pointwise) -> tuple[np.ndarray, np.ndarray]:
+    if not pw.ll.shape[1]:
         return np.zeros(0), np.zeros(0)
     w, k = psis_weights(-pw.ll, pw.reff)
     below = np.einsum("cs,sc->c", w, pw.below)
     above = np.einsum("cs,sc->c", w, pw.above)
-    return tension_from_tails(st.claim_shape, below, above), k
+    return tension_from_tails(shape, below, above), k
 
 
-def in_sample_tension(st: Structure, pw: Pointwise) -> np.ndarray:
+def _in_sample_tension(shape: np.ndarray, pw: Pointwise) -> np.ndarray:
     """Tension against the posterior that saw the claim (bias and reliability as fitted)."""
-    return tension_from_tails(st.claim_shape, pw.below_fit.mean(axis=0), pw.above_fit.mean(axis=0))
+    return tension_from_tails(shape, pw.below_fit.mean(axis=0), pw.above_fit.mean(axis=0))
 
 
 def refit_tension(st: Structure, idata_without: Any, col: int) -> float:
@@ -183,10 +274,9 @@ def source_claims(st: Structure, j: int) -> np.ndarray:
     return np.flatnonzero(st.claim_source == j)
 
 
-def source_psis(st: Structure, pw: Pointwise, j: int) -> tuple[np.ndarray, float]:
+def source_psis(checks: ClaimChecks, j: int) -> tuple[np.ndarray, float]:
     """Draw weights for the posterior without source ``j``, and their Pareto k."""
-    cols = source_claims(st, j)
-    w, k = psis_weights(-pw.ll[:, cols].sum(axis=1, keepdims=True), pw.reff)
+    w, k = psis_weights(-checks.source_ll[:, [j]], checks.reff)
     return w[0], float(k[0])
 
 
@@ -195,18 +285,33 @@ def weighted_quantiles(
 ) -> np.ndarray:
     """Quantiles of each column of ``x`` (draws x columns) under draw weights ``w``; probs x columns.
 
-    ``order`` is ``np.argsort(x, axis=0)`` when the caller already has it.
+    ``order`` is :func:`column_order` of ``x`` when the caller already has
+    it. Columns go through in blocks (:func:`~estimates.results.column_blocks`),
+    each sorted along contiguous memory.
     """
     if w is None:
         return np.quantile(x, probs, axis=0)
-    order = np.argsort(x, axis=0) if order is None else order
-    xs = np.take_along_axis(x, order, axis=0)
-    cw = np.cumsum(w[order], axis=0)
-    cw = cw / cw[-1]
-    out = np.empty((len(probs), x.shape[1]))
-    for i, p in enumerate(probs):
-        pos = (cw < p).sum(axis=0)  # first draw whose cumulative weight reaches p
-        out[i] = xs[np.minimum(pos, len(xs) - 1), np.arange(x.shape[1])]
+    n, m = x.shape
+    out = np.empty((len(probs), m))
+    for cols in column_blocks(n, m):
+        xt = np.ascontiguousarray(x[:, cols].T)
+        o = np.argsort(xt, axis=1) if order is None else order[cols]
+        xs = np.take_along_axis(xt, o, axis=1)
+        cw = np.cumsum(w[o], axis=1)
+        cw /= cw[:, -1:]
+        rows = np.arange(len(cols))
+        for i, p in enumerate(probs):
+            pos = (cw < p).sum(axis=1)  # first draw whose cumulative weight reaches p
+            out[i, cols] = xs[rows, np.minimum(pos, n - 1)]
+    return out
+
+
+def column_order(x: np.ndarray) -> np.ndarray:
+    """``argsort`` of each column of ``x`` (draws x columns), as columns x draws, in the smallest integer type."""
+    n, m = x.shape
+    out = np.empty((m, n), dtype=np.min_scalar_type(max(n - 1, 0)))
+    for cols in column_blocks(n, m):
+        out[cols] = np.argsort(np.ascontiguousarray(x[:, cols].T), axis=1)
     return out
 
 
@@ -231,13 +336,20 @@ def influence_rows(
     q = int(st.sources["q_idx"].iloc[j])
     probs = [(1 - prob) / 2, 0.5, (1 + prob) / 2]
     memo = {} if memo is None else memo
+    same = without is log_count
     if q not in memo:
         cells = np.flatnonzero(st.cells["q_idx"].to_numpy() == q)
-        x = log_count[:, cells]
-        memo[q] = (cells, np.exp(np.quantile(x, probs, axis=0)), np.argsort(x, axis=0))
+        full = np.empty((len(probs), len(cells)))
+        for b in column_blocks(log_count.shape[0], len(cells)):  # bounded memory on many cells
+            full[:, b] = np.quantile(log_count[:, cells[b]], probs, axis=0)
+        memo[q] = [cells, np.exp(full), None]
+    if same and weights is not None and memo[q][2] is None:  # sorted once, for every source reweighted
+        memo[q][2] = column_order(log_count[:, memo[q][0]])
     cells, full, order = memo[q]
-    same = without is log_count
-    wo = np.exp(weighted_quantiles(without[:, cells], weights, probs, order if same else None))
+    wo = np.empty_like(full)
+    for b in column_blocks(log_count.shape[0], len(cells)):
+        o = order[b] if same and order is not None else None
+        wo[:, b] = np.exp(weighted_quantiles(without[:, cells[b]], weights, probs, o))
     out = st.cells.iloc[cells][["quantity", "region", "time"]].copy()
     out["time"] = out["time"].astype(object)
     out.insert(1, "source", st.sources["source"].iloc[j])

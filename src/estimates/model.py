@@ -1266,10 +1266,17 @@ def _series_start(first: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
 
 
-def targets_numpy(st: Structure, log_count: np.ndarray, log_bias: np.ndarray, log_rel: np.ndarray):
-    """Claim targets ``y`` and spreads ``s`` from posterior draws (numpy, draws first)."""
-    y = log_count[:, st.claim_time_cell]
-    y = y - np.where(st.claim_ratio, log_count[:, st.claim_since_cell], 0.0)
-    y = y + np.where(st.claim_ratio, 0.0, log_bias[:, st.claim_source])
-    s = st.claim_spread * np.exp(log_rel[:, st.claim_source])
+def targets_numpy(
+    st: Structure, log_count: np.ndarray, log_bias: np.ndarray, log_rel: np.ndarray, cols: np.ndarray | None = None
+):
+    """Claim targets ``y`` and spreads ``s`` from posterior draws (numpy, draws first).
+
+    ``cols`` picks claims (all by default): the columns of ``y`` and ``s``.
+    """
+    cols = slice(None) if cols is None else np.asarray(cols, dtype=np.int64)
+    ratio, src = st.claim_ratio[cols], st.claim_source[cols]
+    y = log_count[:, st.claim_time_cell[cols]]
+    y -= np.where(ratio, log_count[:, st.claim_since_cell[cols]], 0.0)
+    y += np.where(ratio, 0.0, log_bias[:, src])
+    s = st.claim_spread[cols] * np.exp(log_rel[:, src])
     return y, s

@@ -52,6 +52,26 @@ def format_number(x: float) -> str:
     return f"{x:.2f}"
 
 
+#: Memory for one draws x columns float64 array while a fit is diagnosed,
+#: its claims checked and its results summarised
+#: (:func:`estimates.inference.diagnostics`, :func:`estimates.loo.claim_checks`,
+#: :func:`summarise_claims`, :func:`summarise_intervals`, the influence of
+#: sources): columns go through in blocks of about this size, so 44,000
+#: claims or 24,000 cells x 2,000 draws never hold the several whole arrays
+#: a step needs at once (docs/performance.md, "Large").
+BLOCK_BYTES = 32 * 2**20
+
+
+def column_blocks(n_draws: int, n_columns: int, block_bytes: int | None = None) -> list[np.ndarray]:
+    """Consecutive blocks of column positions, each about ``block_bytes`` (:data:`BLOCK_BYTES`) as draws x block.
+
+    Columns are claims (leave-one-out checks, predictions), cells
+    (intervals, influence) or a variable's elements (convergence diagnostics).
+    """
+    per = max(1, int((BLOCK_BYTES if block_bytes is None else block_bytes) // (8 * max(n_draws, 1))))
+    return [np.arange(i, min(i + per, n_columns)) for i in range(0, n_columns, per)]
+
+
 def posterior_draws(idata: Any, name: str) -> np.ndarray:
     """Posterior draws of ``name`` as (n_draws, ...) with chains stacked."""
     a = np.asarray(idata.posterior[name].values)
@@ -65,15 +85,16 @@ def _quantiles(x: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 def summarise_intervals(st: Structure, idata: Any, prob: float) -> pd.DataFrame:
     """One row per (quantity, region, time); aggregates are sums of leaves draw by draw."""
-    counts = np.exp(posterior_draws(idata, "log_count"))
-    lo, med, hi = _quantiles(counts, prob)
+    log_count = posterior_draws(idata, "log_count")
+    stats = np.empty((5, log_count.shape[1]))  # mean, median, sd, lower, upper
+    for cells in column_blocks(*log_count.shape):  # bounded memory, however many cells
+        counts = np.exp(log_count[:, cells])
+        lo, med, hi = _quantiles(counts, prob)
+        sd = counts.std(axis=0, ddof=1) if counts.shape[0] > 1 else 0.0
+        stats[:, cells] = counts.mean(axis=0), med, sd, lo, hi
     out = st.cells[["quantity", "region", "time"]].copy()
     out["time"] = out["time"].astype(object)
-    out["mean"] = counts.mean(axis=0)
-    out["median"] = med
-    out["sd"] = counts.std(axis=0, ddof=1) if counts.shape[0] > 1 else 0.0
-    out["lower"] = lo
-    out["upper"] = hi
+    out["mean"], out["median"], out["sd"], out["lower"], out["upper"] = stats
     return out[INTERVAL_COLUMNS].reset_index(drop=True)
 
 
@@ -129,15 +150,13 @@ def summarise_claims(
     out["flagged"] = False
     if len(st.claim_row) == 0:
         return out
-    y, s = targets_numpy(
-        st,
-        posterior_draws(idata, "log_count"),
-        posterior_draws(idata, "log_bias"),
-        posterior_draws(idata, "log_reliability"),
-    )
-    shape, kind = st.claim_shape, st.claim_kind
-    rep = simulate_statement(shape, kind, st.claim_a, st.claim_b, s, y, rng)
-    lo, _, hi = _quantiles(rep, prob)
+    draws = [posterior_draws(idata, v) for v in ("log_count", "log_bias", "log_reliability")]
+    lo, hi = np.empty(len(st.claim_row)), np.empty(len(st.claim_row))
+    for cols in column_blocks(len(draws[0]), len(st.claim_row)):  # bounded memory, however many claims
+        y, s = targets_numpy(st, *draws, cols=cols)
+        statement = (st.claim_shape[cols], st.claim_kind[cols], st.claim_a[cols], st.claim_b[cols])
+        rep = simulate_statement(*statement, s, y, rng)
+        lo[cols], _, hi[cols] = _quantiles(rep, prob)
     rows = st.claim_row
     out.loc[rows, "predicted_lower"] = np.exp(lo)
     out.loc[rows, "predicted_upper"] = np.exp(hi)

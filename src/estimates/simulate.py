@@ -330,9 +330,9 @@ def simulate(
 
 
 def _z(coverage: float) -> float:
-    from scipy import stats
+    from scipy.special import ndtri
 
-    return float(stats.norm.ppf(0.5 + coverage / 2))
+    return float(ndtri(0.5 + coverage / 2))
 
 
 def _sig(x: float) -> float:
