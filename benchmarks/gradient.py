@@ -2,6 +2,7 @@
 
     python benchmarks/gradient.py                       # article and medium
     python benchmarks/gradient.py article medium large --calls 500
+    python benchmarks/gradient.py --fast-math            # as PyTensor compiles by default
 
 Per problem (``benchmarks/problems.py``): the library builds and compiles
 the model as ``reconcile()`` does (``estimates._nutpie.compile_model``),
@@ -12,6 +13,10 @@ a table: parameters, nodes of the compiled graph, microseconds per call
 the log-density (the same value before and after a change of
 coordinates says the model did not change). Sampling costs about this per
 gradient per thread, times the gradients it needs (``benchmarks/run.py``).
+
+The library compiles with IEEE arithmetic (``estimates._nutpie``'s notes);
+``--fast-math`` compiles the same graph with PyTensor's fast-math flags
+instead, to measure what that choice costs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def measure(name: str, calls: int) -> dict[str, float | int | str]:
+def measure(name: str, calls: int, fast_math: bool = False) -> dict[str, float | int | str]:
     import problems
 
     from estimates import _nutpie
@@ -41,7 +46,13 @@ def measure(name: str, calls: int) -> dict[str, float | int | str]:
         read_claims(problem.claims), hierarchy=Hierarchy.from_mapping(problem.hierarchy), interpretation=interp
     )
     st = describe(shapes_table(cs.used, interp), cs.hierarchy)
-    compiled = _nutpie.compile_model(build(st))
+    if fast_math:
+        import pytensor
+
+        with pytensor.config.change_flags(numba__fastmath=True):
+            compiled = _nutpie._compile_model(build(st), None)
+    else:
+        compiled = _nutpie.compile_model(build(st))
     fn = compiled.logp_func
     inner = fn.vm.jit_fn
     numbers = compiled.shared_data[_nutpie.DATA]
@@ -66,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problems", nargs="*", default=["article", "medium"])
     parser.add_argument("--calls", type=int, default=2000, help="calls per timed loop (default 2000)")
+    parser.add_argument("--fast-math", action="store_true", help="PyTensor's fast-math flags, not the library's IEEE")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    rows = [measure(p, args.calls) for p in args.problems]
+    rows = [measure(p, args.calls, args.fast_math) for p in args.problems]
     print("| problem | parameters | graph nodes | us per log-density and gradient | log-density at the start |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -182,6 +182,39 @@ def test_the_disk_cacheable_callbacks_compute_pytensors_density_with_swapped_num
     np.testing.assert_array_equal(compiled.shared_data["numbers"], cached_numbers)  # the cached model is untouched
 
 
+def _dispatchers(fn, seen: dict) -> dict:
+    """Every Numba function reachable from ``fn`` through its globals and closure (PyTensor's ops)."""
+    import numba
+
+    if id(fn) not in seen:
+        seen[id(fn)] = fn
+        cells = [c.cell_contents for c in fn.py_func.__closure__ or ()]
+        for v in [*fn.py_func.__globals__.values(), *cells]:
+            if isinstance(v, numba.core.registry.CPUDispatcher):
+                _dispatchers(v, seen)
+    return seen
+
+
+@pytest.mark.slow
+def test_the_graph_is_compiled_without_fast_math_and_the_flag_is_left_alone(example_fit):
+    """Fast-math made a graph compiled in-process differ, now and then in a gradient's last bit, from the
+    same graph loaded from Numba's cache: a fit on an empty cache drew other draws from the same seed
+    (tests/test_many.py failed on a bare machine). Every function of the graph must be strict IEEE."""
+    import pytensor
+
+    from estimates import _nutpie
+
+    before = pytensor.config.numba__fastmath
+    entry, _ = inference._entry(_structure(*_example()))
+    compiled = _nutpie.compile_model(entry.model)
+    assert pytensor.config.numba__fastmath == before  # the caller's PyTensor setting is restored
+    for fn in (compiled.logp_func, compiled.expand_func):
+        found = _dispatchers(fn.vm.jit_fn, {})
+        assert len(found) > 10  # the graph's op functions, not only the outer one
+        flags = {repr(d.targetoptions.get("fastmath")) for d in found.values()}
+        assert flags == {"False"}, flags
+
+
 @pytest.mark.slow
 def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
     """What saves a new process most of its compile: the callbacks come from PyTensor's Numba cache."""
