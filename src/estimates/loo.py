@@ -162,7 +162,7 @@ def claim_checks(st: Structure, idata: Any, block_bytes: int | None = None) -> C
         pw = whole if whole is not None else dr.pointwise(st, cols, reff=reff)
         pw.reff = reff
         shape = st.claim_shape[cols]
-        out["tension"][cols], out["pareto_k"][cols] = _psis_tension(shape, pw)
+        out["tension"][cols], out["pareto_k"][cols] = psis_tension(shape, pw)
         out["tension_in_sample"][cols] = _in_sample_tension(shape, pw)
         out["p_wild"][cols] = pw.p_wild
     return ClaimChecks(**out, source_ll=source_ll, reff=reff)
@@ -230,12 +230,8 @@ def psis_weights(log_ratios: np.ndarray, reff: float) -> tuple[np.ndarray, np.nd
     return np.exp(np.asarray(lw)), np.atleast_1d(np.asarray(k, dtype=float))
 
 
-def psis_tension(st: Structure, pw: Pointwise) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out tension and Pareto k of every used claim by PSIS."""
-    return _psis_tension(st.claim_shape, pw)
-
-
-def _psis_tension(shape: np.ndarray, pw: Pointwise) -> tuple[np.ndarray, np.ndarray]:
+def psis_tension(shape: np.ndarray, pw: Pointwise) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out tension and Pareto k by PSIS of the claims in ``pw``, whose shapes are ``shape``."""
     if not pw.ll.shape[1]:
         return np.zeros(0), np.zeros(0)
     w, k = psis_weights(-pw.ll, pw.reff)
