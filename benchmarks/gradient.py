@@ -3,6 +3,7 @@
     python benchmarks/gradient.py                       # article and medium
     python benchmarks/gradient.py article medium large --calls 500
     python benchmarks/gradient.py --fast-math            # as PyTensor compiles by default
+    python benchmarks/gradient.py --symbolic             # the claims' term as PyTensor nodes, not one Op
 
 Per problem (``benchmarks/problems.py``): the library builds and compiles
 the model as ``reconcile()`` does (``estimates._nutpie.compile_model``),
@@ -16,7 +17,10 @@ gradient per thread, times the gradients it needs (``benchmarks/run.py``).
 
 The library compiles with IEEE arithmetic (``estimates._nutpie``'s notes);
 ``--fast-math`` compiles the same graph with PyTensor's fast-math flags
-instead, to measure what that choice costs.
+instead, to measure what that choice costs. For Numba the library builds the
+claims' term as one Op (``estimates._fused``); ``--symbolic`` compiles the
+symbolic term that PyMC's C backend and JAX use instead, to measure what
+the Op saves.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def measure(name: str, calls: int, fast_math: bool = False) -> dict[str, float | int | str]:
+def measure(name: str, calls: int, fast_math: bool = False, symbolic: bool = False) -> dict[str, float | int | str]:
     import problems
 
     from estimates import _nutpie
@@ -46,13 +50,14 @@ def measure(name: str, calls: int, fast_math: bool = False) -> dict[str, float |
         read_claims(problem.claims), hierarchy=Hierarchy.from_mapping(problem.hierarchy), interpretation=interp
     )
     st = describe(shapes_table(cs.used, interp), cs.hierarchy)
+    model = build(st, fused=not symbolic)
     if fast_math:
         import pytensor
 
         with pytensor.config.change_flags(numba__fastmath=True):
-            compiled = _nutpie._compile_model(build(st), None)
+            compiled = _nutpie._compile_model(model, None)
     else:
-        compiled = _nutpie.compile_model(build(st))
+        compiled = _nutpie.compile_model(model)
     fn = compiled.logp_func
     inner = fn.vm.jit_fn
     numbers = compiled.shared_data[_nutpie.DATA]
@@ -78,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("problems", nargs="*", default=["article", "medium"])
     parser.add_argument("--calls", type=int, default=2000, help="calls per timed loop (default 2000)")
     parser.add_argument("--fast-math", action="store_true", help="PyTensor's fast-math flags, not the library's IEEE")
+    parser.add_argument("--symbolic", action="store_true", help="the claims' term as PyTensor nodes, not one Op")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    rows = [measure(p, args.calls, args.fast_math) for p in args.problems]
+    rows = [measure(p, args.calls, args.fast_math, args.symbolic) for p in args.problems]
     print("| problem | parameters | graph nodes | us per log-density and gradient | log-density at the start |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -47,15 +47,17 @@ def test_signature_ignores_numbers_but_not_layout():
     assert signature(c) != signature(a)
 
 
-def test_the_packed_numbers_are_sliced_back_into_the_right_arrays():
-    """The one data vector is cut at offsets fixed by the layout: the claims' term is the numpy one."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_packed_numbers_are_sliced_back_into_the_right_arrays(fused):
+    """The one data vector is cut at offsets fixed by the layout: the claims' term is the numpy one
+    (in both models: the symbolic one, and the one nutpie compiles with the claims' term as one Op)."""
     from estimates.model import claim_loglik_numpy, targets_numpy
 
     st = _structure(*_example())
     data = model_data(st)
     packed = pack_numbers(data)
     assert packed.shape == (sum(data[k].size for k in NUMBERS),)
-    model = build(st)
+    model = build(st, fused=fused)
     np.testing.assert_array_equal(model["numbers"].get_value(), packed)
     outs = model.replace_rvs_by_values([model[v] for v in ("claims", "log_count", "log_bias", "log_reliability")])
     with FAST:
@@ -68,11 +70,12 @@ def test_the_packed_numbers_are_sliced_back_into_the_right_arrays():
         assert float(claims) == pytest.approx(claim_loglik_numpy(st, y, s).sum(), rel=1e-10)
 
 
-def test_swapped_numbers_give_the_density_of_a_freshly_built_model():
-    """The cache's promise: model(a) with b's numbers set == model(b), at any point."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_swapped_numbers_give_the_density_of_a_freshly_built_model(fused):
+    """The cache's promise: model(a) with b's numbers set == model(b), at any point (symbolic and fused)."""
     a = _structure(*_example())
     b = _structure(*_example(1.7))
-    ma, mb = build(a), build(b)
+    ma, mb = build(a, fused=fused), build(b, fused=fused)
     db = model_data(b)
 
     set_numbers(ma, db)
@@ -151,7 +154,7 @@ def test_the_disk_cacheable_callbacks_compute_pytensors_density_with_swapped_num
 
     a, b = _structure(*_example()), _structure(*_example(1.7))
     entry, _ = inference._entry(a)
-    compiled = _nutpie.compile_model(entry.model)  # with its PyTensor function (a loaded one has none)
+    compiled = _nutpie.compile_model(entry.numba_model)  # with its PyTensor function (a loaded one has none)
     assert _nutpie.is_cached_layout(compiled)  # the fast path, not nutpie's own compile
     (shared,) = compiled.logp_func.get_shared()
     before = shared.get_value()
@@ -206,7 +209,7 @@ def test_the_graph_is_compiled_without_fast_math_and_the_flag_is_left_alone(exam
 
     before = pytensor.config.numba__fastmath
     entry, _ = inference._entry(_structure(*_example()))
-    compiled = _nutpie.compile_model(entry.model)
+    compiled = _nutpie.compile_model(entry.numba_model)
     assert pytensor.config.numba__fastmath == before  # the caller's PyTensor setting is restored
     for fn in (compiled.logp_func, compiled.expand_func):
         found = _dispatchers(fn.vm.jit_fn, {})
@@ -226,13 +229,13 @@ def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
 
     entry, _ = inference._entry(_structure(*_example()))
     if "nutpie" not in entry.compiled:
-        entry.compiled["nutpie"] = _nutpie.compile_model(entry.model)  # writes the disk cache
+        entry.compiled["nutpie"] = _nutpie.compile_model(entry.numba_model)  # writes the disk cache
     child = (
         "import warnings; warnings.simplefilter('ignore')\n"
         "from estimates import _nutpie, inference\n"
         "from tests.test_cache import _example, _structure\n"
         "entry, _ = inference._entry(_structure(*_example()))\n"
-        "c = _nutpie.compile_model(entry.model)\n"
+        "c = _nutpie.compile_model(entry.numba_model)\n"
         "print(c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)\n"
     )
     root = Path(__file__).resolve().parents[1]
@@ -276,6 +279,20 @@ def _logp_at(compiled, x):
     return logp, grad
 
 
+def test_only_the_model_reconcile_compiles_gets_a_record(tmp_path, monkeypatch):
+    """A record is keyed by the layout; the symbolic model of that layout draws other last bits, so it gets none
+    (a test that once compiled it under the key made the next process's fit differ from a fresh one)."""
+    from estimates import _nutpie
+
+    monkeypatch.setattr(_nutpie, "records_dir", lambda: tmp_path)
+    st = _structure(*_example())
+    key = _nutpie.record_key(signature(st))
+    _nutpie.compile_model(build(st), key=key)
+    assert not list(tmp_path.iterdir())
+    _nutpie.compile_model(build(st, fused=True), key=key)
+    assert (tmp_path / f"{key}.pkl").exists()
+
+
 @pytest.mark.slow
 def test_a_record_is_loaded_only_when_its_callbacks_reproduce_its_check(example_fit, tmp_path, monkeypatch):
     """The record and the cached callbacks give PyTensor's density; a stale or partial record is not used."""
@@ -287,7 +304,7 @@ def test_a_record_is_loaded_only_when_its_callbacks_reproduce_its_check(example_
     a, b = _structure(*_example()), _structure(*_example(1.7))
     entry, _ = inference._entry(a)
     key = _nutpie.record_key(entry.signature)
-    compiled = _nutpie.compile_model(entry.model, key=key)
+    compiled = _nutpie.compile_model(entry.numba_model, key=key)
     path = tmp_path / f"{key}.pkl"
     assert path.exists()
     loaded = _nutpie.load_compiled(key)
@@ -347,7 +364,7 @@ def test_a_new_process_samples_from_the_record_without_building_the_model(exampl
     claims, hier = _example(1.5)
     entry, _ = inference._entry(_structure(claims, hier))
     # a fresh compile here (it rewrites the record the child will load)
-    entry.compiled["nutpie"] = _nutpie.compile_model(entry.model, key=_nutpie.record_key(entry.signature))
+    entry.compiled["nutpie"] = _nutpie.compile_model(entry.numba_model, key=_nutpie.record_key(entry.signature))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", est.ConvergenceWarning)  # see the test above: seed 5, 1 divergent draw
         warnings.simplefilter("ignore", ApproximationWarning)  # refits=0 leaves high-k claims unrefit

@@ -255,10 +255,12 @@ def test_psis_tension_equals_exact_leave_one_out_in_a_conjugate_model():
     assert tension[3] == min(tension)
 
 
-def test_a_claim_with_weight_zero_leaves_the_density():
-    """Exact refits set a claim's weight to 0 in the compiled model: its number no longer matters."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_claim_with_weight_zero_leaves_the_density(fused):
+    """Exact refits set a claim's weight to 0 in the compiled model: its number no longer matters
+    (symbolic, and with the claims' term as one Op as nutpie compiles it)."""
     st = _structure(ROWS)
-    model = build(st)
+    model = build(st, fused=fused)
     d = model_data(st)
     assert "claim_weight" in NUMBERS
     with FAST:

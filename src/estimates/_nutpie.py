@@ -33,7 +33,8 @@ check value. :func:`load_compiled` rebuilds the compiled model from it and
 the two cached callbacks alone, without PyMC's model, PyTensor's graph or
 its rewrites. The record's key (:func:`record_key`) is the layout's
 :func:`estimates.model.signature` plus everything else that shapes the
-graph: the source of :mod:`estimates.model` and of this module, the
+graph: the source of :mod:`estimates.model`, :mod:`estimates._fused` and
+of this module, the
 priors, the versions of PyMC, PyTensor, Numba, nutpie and numpy, and
 PyTensor's compile flags. A loaded model must reproduce the log-density
 and gradient recorded at compile time before it is used; anything missing
@@ -216,8 +217,11 @@ def compile_model(model: Any, key: str | None = None) -> Any:
     Returns a ``nutpie.compile_pymc.CompiledPyMCModel``; pass new data with
     :func:`with_numbers`, not its ``with_data``. With a ``key``
     (:func:`record_key`) it also writes the layout's record, so that
-    :func:`load_compiled` can load the model in a later process. Numba
-    compiles it without fast-math flags (see the module's notes).
+    :func:`load_compiled` can load the model in a later process; only a
+    model built with ``fused=True`` (what ``reconcile()`` compiles) gets one,
+    since the key names the layout, not which of its two models it was:
+    the symbolic model's draws differ in their last bits. Numba compiles it
+    without fast-math flags (see the module's notes).
     """
     pytensor = quiet_import("pytensor")
     with pytensor.config.change_flags(numba__fastmath=False):
@@ -265,9 +269,16 @@ def _compile_model(model: Any, key: str | None) -> Any:
         shared[DATA].get_value() if DATA in shared else np.zeros(0),
         (logp_fn, expand_fn),
     )
-    if key is not None and DATA in shared:
+    if key is not None and DATA in shared and _is_fused(logp_fn):
         _write_record(key, compiled, logp_key, expand_key)
     return compiled
+
+
+def _is_fused(fn: Any) -> bool:
+    """Whether a compiled log-density has the claims' term as one Op (:mod:`estimates._fused`)."""
+    from ._fused import ClaimsLogp
+
+    return any(isinstance(node.op, ClaimsLogp) for node in fn.maker.fgraph.apply_nodes)
 
 
 def _assemble(layout: tuple, callbacks: tuple, base: np.ndarray, numbers: np.ndarray, functions: tuple) -> Any:
@@ -340,11 +351,9 @@ def record_key(signature: tuple) -> str:
 @functools.cache
 def _code_and_versions() -> tuple[str, ...]:
     """The part of :func:`record_key` that is fixed for a process: the code and the versions."""
-    from . import model as model_module
-
+    here = Path(__file__).parent  # _fused is read, not imported: it imports PyTensor
     return (
-        hashlib.sha256(Path(model_module.__file__).read_bytes()).hexdigest(),
-        hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+        *(hashlib.sha256((here / f).read_bytes()).hexdigest() for f in ("model.py", "_fused.py", "_nutpie.py")),
         *(f"{d} {metadata.version(d)}" for d in ("pymc", "pytensor", "numba", "llvmlite", "nutpie", "numpy")),
         platform.python_version(),
         platform.machine(),

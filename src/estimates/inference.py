@@ -91,32 +91,45 @@ def seeds(random_seed: int | None) -> tuple[int, np.random.Generator]:
 
 @dataclass
 class _Entry:
-    """One signature: its PyMC model (built when first needed) and what each engine compiled from it.
+    """One signature: its PyMC models (built when first needed) and what each engine compiled from them.
 
-    nutpie's compiled model may come from its on-disk record
-    (:func:`estimates._nutpie.load_compiled`), in which case the PyMC model
-    is never built.
+    Two models: the symbolic one (PyMC's C backend, JAX) and, for graphs
+    Numba compiles, the one whose claims' term is a single Op
+    (:mod:`estimates._fused`). nutpie's compiled model may come from its
+    on-disk record (:func:`estimates._nutpie.load_compiled`), in which case
+    no PyMC model is built.
     """
 
     st: Any
     signature: tuple
     compiled: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
-    _model: Any = None
+    builds: int = 0
+    _models: dict[bool, Any] = field(default_factory=dict)
 
     @property
     def built(self) -> bool:
-        return self._model is not None
+        return bool(self._models)
 
-    @property
-    def model(self) -> Any:
-        if self._model is None:
+    def get_model(self, fused: bool = False) -> Any:
+        if fused not in self._models:
             from .model import build
 
             t = time.perf_counter()
-            self._model = build(self.st)
+            self._models[fused] = build(self.st, fused=fused)
             self.build_seconds = time.perf_counter() - t
-        return self._model
+            self.builds += 1
+        return self._models[fused]
+
+    @property
+    def model(self) -> Any:
+        """The symbolic model (PyMC's sampler, ADVI, JAX)."""
+        return self.get_model(False)
+
+    @property
+    def numba_model(self) -> Any:
+        """The model nutpie's Numba backend compiles (and whose record is kept on disk): the claims' term fused."""
+        return self.get_model(True)
 
 
 #: In-process cache of built and compiled models, by signature (most recent last).
@@ -217,7 +230,7 @@ def sample(
     if claim_weight is not None:
         data["claim_weight"] = np.asarray(claim_weight, dtype=float)
     entry, hit = _entry(st)
-    built = entry.built
+    builds = entry.builds
     t0 = time.perf_counter()
     cached = hit and which in entry.compiled
     from_disk = False
@@ -235,7 +248,7 @@ def sample(
                 from_disk = compiled is not None
                 if compiled is None:
                     with _no_blas_notice():
-                        compiled = _nutpie.compile_model(entry.model, key=key)
+                        compiled = _nutpie.compile_model(entry.numba_model, key=key)
                 entry.compiled[which] = compiled
             compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         t1 = time.perf_counter()
@@ -290,7 +303,7 @@ def sample(
     t2 = time.perf_counter()
     if "quantity" in idata.posterior.coords:  # a reused model carries its first call's labels
         idata.posterior = idata.posterior.assign_coords(quantity=list(st.quantities))
-    build_seconds = entry.build_seconds if entry.built and not built else 0.0
+    build_seconds = entry.build_seconds if entry.builds > builds else 0.0
     timing = {
         "sampler": which,
         "cached": bool(cached),
@@ -400,10 +413,10 @@ def approximate(st: Any, options: SamplerOptions, seed: int, steps: int = 20_000
     from .model import model_data, set_numbers
 
     entry, hit = _entry(st)
-    built = entry.built
+    builds = entry.builds
     t0 = time.perf_counter()
     model = entry.model
-    build_seconds = entry.build_seconds if not built else 0.0
+    build_seconds = entry.build_seconds if entry.builds > builds else 0.0
     data = model_data(st)
     set_numbers(model, data)
     names = [v for v in _KEPT if v in model.named_vars]

@@ -983,13 +983,15 @@ def _layout_hash(data: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def build(st: Structure):  # noqa: ANN201 - returns pm.Model
+def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.Model
     """Open the PyMC model for a :class:`Structure`. Never samples.
 
     The numbers enter through one ``pm.Data`` vector (:data:`NUMBERS`,
     :func:`pack_numbers`), so the model
     compiled for one structure serves any other with the same
-    :func:`signature`.
+    :func:`signature`. With ``fused``, the claims' term is one Op
+    (:mod:`estimates._fused`, for graphs Numba compiles) rather than its
+    symbolic form: the same log-density and gradient, fewer nodes.
     """
     pm = quiet_import("pymc")
     import pytensor.tensor as pt
@@ -1150,6 +1152,22 @@ def build(st: Structure):  # noqa: ANN201 - returns pm.Model
         log_kappa = pm.Deterministic("log_reliability", pt.softplus(arg), dims="source")
 
         # ---- claims
+        if fused:
+            from ._fused import claims_op
+
+            code = np.zeros(len(st.claim_row), dtype=np.int64)
+            for k, name in enumerate(SHAPES):
+                code[md[f"claims_{name}"]] = k
+            term = claims_op(bool(sig["robust"][0]))(
+                log_count,
+                delta,
+                log_kappa,
+                *(d[k] for k in ("claim_spread", "claim_a", "claim_b", "claim_observed", "claim_weight", "robust")),
+                *(d[k] for k in ("claim_time_cell", "claim_since_cell", "claim_ratio", "claim_source")),
+                code,
+            )[0]
+            pm.Potential("claims", term)
+            return model
         ratio = d["claim_ratio"]
         y = log_count[d["claim_time_cell"]] - ratio * log_count[d["claim_since_cell"]]
         y = y + (1.0 - ratio) * delta[d["claim_source"]]
@@ -1192,7 +1210,12 @@ def _claim_terms(d, y, s, present: dict[str, bool], *, robust: bool):  # noqa: A
         w, sd = d["robust"][0], d["robust"][1]
         r = (d["claim_observed"] - y) / sd
         wild = -0.5 * r * r - pt.log(sd) - 0.5 * math.log(2 * math.pi)
-        ll = pt.logaddexp(pt.log1p(-w) + ll, pt.log(w) + wild)
+        # log(exp(x0) + exp(x1)) about the larger: pt.logaddexp is that
+        # without the shift, and even after PyTensor's rewrites its gradient
+        # was NaN for a claim some 45 spreads from the point
+        x0, x1 = pt.log1p(-w) + ll, pt.log(w) + wild
+        top = pt.maximum(x0, x1)
+        ll = top + pt.log(pt.exp(x0 - top) + pt.exp(x1 - top))
     return ll
 
 
