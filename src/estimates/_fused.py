@@ -1,15 +1,17 @@
 """The claims' log-likelihood and its gradient as one PyTensor Op, for the Numba backend.
 
 Written symbolically (:func:`estimates.model._claim_terms`), the claims'
-term is about 150 nodes of the compiled graph on the article example
-(gathers of each claim's cell, source bias and reliability, a selection per
-shape, the log-Phi branches, their gradients and scatters back) and 15 of
-its 24 microseconds per log-density and gradient: Numba runs each node as a
-call that allocates its output, so with ten claims the work is the
-overhead. :class:`ClaimsLogp` does the same arithmetic in one loop over the
-claims and returns the sum and its gradient with respect to the cells'
+term and its gradient are 34 (medium benchmark) to 38 (article) nodes of
+the compiled graph: gathers of each claim's cell, source bias and
+reliability, a selection per shape, the log-Phi branches, their gradients
+and the scatters back, each a call that allocates its output.
+:class:`ClaimsLogp` does the same arithmetic in one loop over the claims
+and returns the sum and its gradient with respect to the cells'
 log-counts, the sources' log-biases and log-reliabilities at once; its
-gradient in the graph is those outputs times the incoming gradient.
+gradient in the graph is those outputs times the incoming gradient. On the
+medium benchmark (2,179 claims) a log-density and gradient went from 155
+to 99 microseconds; on the article (10 claims) from 26 to 24, its cost
+being the rest of the graph (``docs/performance.md``, Geometry).
 
 It is used only where the graph is compiled by Numba (nutpie's default
 backend, :func:`estimates.model.build` with ``fused=True``); PyMC's C
