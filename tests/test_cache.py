@@ -211,11 +211,12 @@ def test_the_graph_is_compiled_without_fast_math_and_the_flag_is_left_alone(exam
     entry, _ = inference._entry(_structure(*_example()))
     compiled = _nutpie.compile_model(entry.numba_model)
     assert pytensor.config.numba__fastmath == before  # the caller's PyTensor setting is restored
-    for fn in (compiled.logp_func, compiled.expand_func):
-        found = _dispatchers(fn.vm.jit_fn, {})
-        assert len(found) > 10  # the graph's op functions, not only the outer one
-        flags = {repr(d.targetoptions.get("fastmath")) for d in found.values()}
-        assert flags == {"False"}, flags
+    found = _dispatchers(compiled.logp_func.vm.jit_fn, {})
+    assert len(found) > 10  # the graph's op functions, not only the outer one
+    flags = {repr(d.targetoptions.get("fastmath")) for d in found.values()}
+    assert flags == {"False"}, flags
+    # the draws are expanded in numpy (estimates.model.expand_draws), not by a second compiled graph
+    assert compiled.n_expanded == compiled.n_dim and _nutpie.expands_in_numpy(compiled)
 
 
 @pytest.mark.slow

@@ -289,3 +289,80 @@ def test_whitened_walk_coordinates_map_to_the_cells_through_the_stated_blocks(ma
     values[md["walk_ce"]] = md["walk_mean0"][md["walk_ce"]] + u
     want = values[st.leaf_root_cell[st.cell_members[:, 0]]]
     np.testing.assert_allclose(log_count, want, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- derived variables in numpy
+
+
+def _derived_cases(make_planted_world):
+    """Structures that between them take every branch of ``expand_draws`` (checked by the test below)."""
+    from estimates import load_example
+
+    example = load_example("isis-2022")
+    planted, _ = make_planted_world()
+    loose = [*_rows(True, True), {"region": "A", "low": 1.2, "since": "2020", "time": "2021", "source": "s4"}]
+    # s4 states only a ratio, which says nothing of its bias: its quantity's biases are non-centred
+    rng = np.random.default_rng(1)
+    long = [  # six years of tight claims by two sources: the region's walk scale is centred
+        {"region": "R", "time": str(y), "source": s, "low": round(c * 0.9), "high": round(c * 1.1)}
+        for y, c in zip(range(2015, 2021), 1000 * np.exp(np.cumsum(rng.normal(0, 0.2, 6))), strict=True)
+        for s in ("a", "b")
+    ]
+    return {
+        "time, aggregates": _structure(_rows(True, True), hierarchy=HIER),
+        "time, aggregates, reference": _structure(_rows(True, True), hierarchy=HIER, reference="s1", robust=True),
+        "one period": _structure(_rows(False, False)),
+        "article": _structure(example, hierarchy=example.attrs["hierarchy"]),
+        "dense": _structure(planted),
+        "dense, reference": _structure(planted, reference="A"),
+        "a loose source, reference": _structure(loose, hierarchy=HIER, reference="s1"),
+        "a loose source": _structure(loose, hierarchy=HIER),
+        "long and dense": _structure(long),
+    }
+
+
+def test_derived_variables_in_numpy_are_the_models(make_planted_world):
+    """``expand_draws`` (what nutpie's draws are expanded with) gives the graph's deterministics at random points.
+
+    Tolerance 1e-12 relative: the same operations in the same order, except
+    ``log(exp(x))`` (the graph's, PyTensor may rewrite it) and the softplus's
+    formula, which differ in the last bits.
+    """
+    from estimates.model import DERIVED, expand_draws, model_data, signature
+
+    branches = set()
+    for name, st in _derived_cases(make_planted_world).items():
+        model = build(st)
+        sig = {k[0]: k[1:] for k in signature(st)}
+        branches |= {
+            ("walk", sig["walk"][3]),
+            ("nc", sig["walk_params"][0] > 0),
+            ("ce", sig["walk_params"][1] > 0),
+            ("scale nc", sig["scale_params"][0] > 0),
+            ("scale ce", sig["scale_params"][1] > 0),
+            ("shares", sig["scales"][2] > 0 and st.n_logit > 0),
+            ("bias level", sig["bias_params"][0] > 0),
+            ("bias nc", sig["bias_params"][1] > 0),
+            ("bias ce", sig["bias_params"][2] > 0),
+            ("reference nc", sig["bias_params"][3] > 0),
+            ("reference ce", sig["bias_params"][4] > 0),
+            ("reliability nc", sig["reliability_params"][0] > 0),
+            ("reliability ce", sig["reliability_params"][1] > 0),
+            ("sums", sig["sum_cells"][0]),
+        }
+        names = [n for n in DERIVED if n in model.named_vars]
+        (outs) = model.replace_rvs_by_values([model[n] for n in names])
+        with FAST:
+            fn = pytensor.function(model.value_vars, outs, on_unused_input="ignore")
+        rng = np.random.default_rng(8)
+        base = model.initial_point()
+        points = [{k: v + rng.normal(0, 0.7, np.shape(v)) for k, v in base.items()} for _ in range(4)]
+        free = {k: np.stack([p[k] for p in points]) for k in base}
+        got = expand_draws(st, model_data(st), free)
+        assert list(got) == names, name
+        for i, p in enumerate(points):
+            want = fn(*[p[v.name] for v in model.value_vars])
+            for n, w in zip(names, want, strict=True):
+                np.testing.assert_allclose(got[n][i], w, rtol=1e-12, atol=1e-12, err_msg=f"{name}: {n}")
+    missing = {b for b, on in branches if on} ^ {b for b, _ in branches}
+    assert not missing, f"no case takes the branch(es) {sorted(missing)}"

@@ -24,6 +24,14 @@ inner function no cache key), :func:`compile_model` falls back to
 ``nutpie.compile_pymc_model``; ``tests/test_cache.py`` checks both that the
 callbacks agree with PyTensor's log-density and that the fast path is taken.
 
+The expand callback here is the identity: nutpie's trace holds the free
+variables only, and the model's other variables (``log_count``,
+``log_bias`` ...) are computed from the draws afterwards, in numpy
+(:func:`estimates.model.expand_draws`, through :func:`to_inference_data`).
+nutpie's way compiled a second graph for them (10.4 of the article's 67.9 s
+cold compile) and stored them for every warm-up draw too (on the large
+benchmark, half of its in-memory trace).
+
 What is left of a warm compile is PyTensor's: building the log-density's
 graph, its gradient and rewriting them, 2.4-2.5 s on the article example
 in every process. :func:`compile_model` therefore also writes a *record*
@@ -61,6 +69,7 @@ import os
 import pickle
 import platform
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -75,7 +84,7 @@ DATA = "numbers"
 #: Folder of the layout records, under PyTensor's ``base_compiledir``.
 RECORDS = "estimates"
 #: Bumped whenever a record's contents change meaning.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 
 _LOGP_SRC = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
@@ -99,19 +108,19 @@ def logp_callback(dim, x_, out_, logp_, user_data_):
     return 0
 """
 
+#: nutpie's expand callback: the draw as it is. The model's other variables
+#: (``log_count`` ...) are computed from the draws afterwards, in numpy
+#: (:func:`estimates.model.expand_draws`), rather than by a second compiled
+#: graph called once per draw. The same source for every layout, so Numba
+#: compiles it once per machine.
 _EXPAND_SRC = """
 def expand_callback(dim, expanded, x_, out_, user_data_):
-    if dim != N_DIM or expanded != N_EXPANDED:
+    if expanded != dim:
         return -1
-    try:
-        x = numba.carray(x_, (N_DIM,))
-        out = numba.carray(out_, (N_EXPANDED,))
-        where = numba.carray(user_data_, (2,), np.uint64)
-        numbers = numba.carray(as_pointer(where[0]), (where[1],), np.float64)
-        (values,) = INNER(x{data})
-        out[...] = values
-    except Exception:
-        return -2
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    for i in range(dim):
+        out[i] = x[i]
     return 0
 """
 
@@ -194,6 +203,22 @@ def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signatu
     return _cfunc(text, name, key, fn.vm.jit_fn, n_dim, n_expanded, signature), key
 
 
+def _identity_expand(signature: Any) -> tuple[Any, str]:
+    """The expand callback (:data:`_EXPAND_SRC`, the same for every layout) and its key in the Numba cache."""
+    numba = quiet_import("numba")
+    key = hashlib.sha256("|".join([_EXPAND_SRC, numba.__version__]).encode()).hexdigest()
+    return _cfunc(_EXPAND_SRC, "expand_callback", key, None, 0, 0, signature), key
+
+
+def expands_in_numpy(compiled: Any) -> bool:
+    """Whether ``compiled``'s trace holds only the free variables (:func:`compile_model`'s models).
+
+    Their draws are then expanded by :func:`estimates.model.expand_draws`,
+    through :func:`to_inference_data`'s ``expand``.
+    """
+    return is_cached_layout(compiled) and compiled.n_expanded == compiled.n_dim
+
+
 @dataclasses.dataclass(frozen=True)
 class InitialPoint:
     """Where nutpie starts a chain: the model's initial point plus U(-1, 1) jitter on every coordinate.
@@ -246,24 +271,24 @@ def _compile_model(model: Any, key: str | None) -> Any:
         jitter_rvs=set(),
         return_transformed=True,
     )
-    n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = cp._make_functions(
+    n_dim, _, logp_fn, expand_fn, initial_point_fn, shape_info = cp._make_functions(
         model,
         mode="NUMBA",
         compute_grad=True,
         join_expanded=True,
         pymc_initial_point_fn=initial_point,
-        var_names=None,
+        var_names=[],  # the trace holds the free variables only (see _EXPAND_SRC)
     )
     logp_sig, expand_sig = _signatures()
     try:
-        logp_cb, logp_key = _callback(_LOGP_SRC, "logp_callback", logp_fn, n_dim, n_expanded, logp_sig)
-        expand_cb, expand_key = _callback(_EXPAND_SRC, "expand_callback", expand_fn, n_dim, n_expanded, expand_sig)
+        logp_cb, logp_key = _callback(_LOGP_SRC, "logp_callback", logp_fn, n_dim, n_dim, logp_sig)
     except _NotCacheable:
         return nutpie.compile_pymc_model(model)
+    expand_cb, expand_key = _identity_expand(expand_sig)
     shared = {v.name: v for f in (logp_fn, expand_fn) for v in f.get_shared()}
     dims, coords = cp._prepare_dims_and_coords(model, shape_info)
     compiled = _assemble(
-        (n_dim, n_expanded, shape_info, dims, coords),
+        (n_dim, n_dim, shape_info, dims, coords),
         (logp_cb, expand_cb),
         np.asarray(initial_point_fn(0), dtype=np.float64),
         shared[DATA].get_value() if DATA in shared else np.zeros(0),
@@ -427,15 +452,7 @@ def load_compiled(key: str) -> Any | None:
         logp_cb = _cfunc(
             _LOGP_SRC.format(data=", numbers"), "logp_callback", record["logp_key"], None, n_dim, n_expanded, logp_sig
         )
-        expand_cb = _cfunc(
-            _EXPAND_SRC.format(data=", numbers"),
-            "expand_callback",
-            record["expand_key"],
-            None,
-            n_dim,
-            n_expanded,
-            expand_sig,
-        )
+        expand_cb = _cfunc(_EXPAND_SRC, "expand_callback", record["expand_key"], None, 0, 0, expand_sig)
     except numba.core.errors.NumbaError:  # not in Numba's cache: it tried to compile without the inner function
         return None
     numbers0, x, logp, grad = record["check"]
@@ -479,8 +496,19 @@ _UNSTORED = (
 )
 
 
-def to_inference_data(results: Any, coords: dict[str, Any]) -> tuple[Any, int]:
+def to_inference_data(
+    results: Any,
+    coords: dict[str, Any],
+    dims: dict[str, Any] | None = None,
+    expand: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+) -> tuple[Any, int]:
     """The draws of a finished ``nutpie.sample(..., return_raw_trace=True)`` as ArviZ data, and its gradients.
+
+    ``expand`` (with a model from :func:`compile_model`, whose trace holds
+    the free variables only) maps free variables, draws first, to the
+    others (:func:`estimates.model.expand_draws`); it is called on blocks of
+    draws and its variables join the posterior after the free ones, with
+    their ``dims`` (the compiled model's).
 
     nutpie's own conversion also builds the warm-up draws and statistics
     into two more groups, which the library only counted gradients in and
@@ -504,18 +532,42 @@ def to_inference_data(results: Any, coords: dict[str, Any]) -> tuple[Any, int]:
     n_draws = max(rows, default=0)
     posterior: dict[str, np.ndarray] = {}
     stats: dict[str, np.ndarray] = {}
-    dims: dict[str, list[str]] = {}
+    var_dims: dict[str, list[str]] = {}
     for chain in range(n_chains):
         draw, stat = kept[chain]
         kept[chain] = None  # the last reference to this chain's part of the trace, once copied
-        _fill(posterior, draw, chain, n_chains, n_draws, dims, ())
-        _fill(stats, stat, chain, n_chains, n_draws, dims, _UNSTORED)
+        _fill(posterior, draw, chain, n_chains, n_draws, var_dims, ())
+        _fill(stats, stat, chain, n_chains, n_draws, var_dims, _UNSTORED)
         del draw, stat
     for chain, n in enumerate(rows):  # a chain that stopped early: NaN (or 0) after its last draw
         for arr in (*posterior.values(), *stats.values()):
             arr[chain, n:] = np.nan if arr.dtype.kind == "f" else 0
+    if expand is not None:
+        for name, values in _expanded(posterior, expand, n_chains, n_draws).items():
+            posterior[name] = values
+            if dims and name in dims:
+                var_dims[name] = list(dims[name])
     coords = {name: list(values) for name, values in coords.items()}
-    return az.from_dict(posterior, sample_stats=stats, dims=dims, coords=coords), gradients
+    return az.from_dict(posterior, sample_stats=stats, dims=var_dims, coords=coords), gradients
+
+
+#: Draws per block of :func:`_expanded`: about this many values of the free variables at a time.
+EXPAND_BLOCK_VALUES = 1 << 21
+
+
+def _expanded(posterior: dict, expand: Callable, n_chains: int, n_draws: int) -> dict[str, np.ndarray]:
+    """``expand`` of every draw of ``posterior`` (chains x draws x ...), a block of draws at a time."""
+    rows = n_chains * n_draws
+    flat = {name: v.reshape(rows, *v.shape[2:]) for name, v in posterior.items()}
+    width = sum(int(np.prod(v.shape[1:])) for v in flat.values())
+    step = max(1, EXPAND_BLOCK_VALUES // max(width, 1))
+    out: dict[str, np.ndarray] = {}
+    for lo in range(0, rows, step):
+        for name, v in expand({k: f[lo : lo + step] for k, f in flat.items()}).items():
+            if name not in out:
+                out[name] = np.empty((rows, *v.shape[1:]))
+            out[name][lo : lo + step] = v
+    return {name: v.reshape(n_chains, n_draws, *v.shape[1:]) for name, v in out.items()}
 
 
 def _fill(out: dict, batch: Any, chain: int, n_chains: int, n_draws: int, dims: dict, skip: tuple) -> None:

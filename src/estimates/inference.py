@@ -9,6 +9,7 @@ every later random draw (posterior predictive checks).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import os
@@ -223,7 +224,7 @@ def sample(
     included). ``claim_weight`` (one per used claim, default all 1) scales
     each claim's log-likelihood: 0 leaves a claim out without recompiling.
     """
-    from .model import model_data, pack_numbers, set_numbers
+    from .model import expand_draws, model_data, pack_numbers, set_numbers
 
     which = resolve_sampler(options.sampler)
     data = model_data(st)
@@ -266,7 +267,8 @@ def sample(
         )
         # the warm-up's draws are not converted at all (on large problems
         # they were a third of the peak memory), only its gradients counted
-        idata, gradients = _nutpie.to_inference_data(raw, compiled.coords)
+        expand = functools.partial(expand_draws, st, data) if _nutpie.expands_in_numpy(compiled) else None
+        idata, gradients = _nutpie.to_inference_data(raw, compiled.coords, compiled.dims, expand)
         del raw
     else:
         pm = quiet_import("pymc")

@@ -1178,6 +1178,122 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
     return model
 
 
+#: What :func:`expand_draws` computes, in the order PyMC lists them after the free variables.
+DERIVED = ("sigma_walk", "sigma_share", "bias_sd", "log_bias", "log_count", "log_reliability")
+
+
+def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's other variables (:data:`DERIVED`) from draws of its free ones, in numpy.
+
+    ``free`` maps the sampler's variables (``w_walk``, ``bias_sd_log__``,
+    ...) to arrays with the draws first; ``data`` is :func:`model_data` of
+    ``st``. The same arithmetic as :func:`build`, row by row, so nutpie's
+    sampler need not compile and call a second function per draw for them
+    (``estimates._nutpie``); ``tests/test_model.py`` holds the two to 1e-12.
+    Present only where :func:`build` makes them: no walk, no ``sigma_walk``.
+    """
+    sig = {k[0]: k[1:] for k in signature(st)}
+    d = data
+    n = next(iter(free.values())).shape[0] if free else 0
+    n_q, n_src = len(st.quantities), len(st.sources)
+    n_walk, _, _, has_walk = sig["walk"]
+    n_wq, n_wr, n_sq = sig["scales"]
+    n_nc, n_ce = sig["walk_params"]
+    out: dict[str, np.ndarray] = {}
+    if has_walk:
+        log_sq = free["sigma_walk_log__"][:, d["walk_root_quantity"]]
+        out["sigma_walk"] = np.exp(free["sigma_walk_log__"])
+        log_sr = np.zeros((n, n_wr))
+        n_sc_nc, n_sc_ce = sig["scale_params"]
+        if n_sc_nc:
+            i_nc = d["scale_nc"]
+            log_sr[:, i_nc] = log_sq[:, i_nc] + PRIORS["walk_region_sd"] * free["eta_walk"]
+        if n_sc_ce:
+            log_sr[:, d["scale_ce"]] = free["log_sigma_region"]
+        scales = np.exp(log_sr)
+        if n_sq:
+            out["sigma_share"] = np.exp(free["sigma_share_log__"])
+            scales = np.concatenate([scales, out["sigma_share"]], axis=1)
+        step = scales[:, d["walk_scale_idx"]] * d["walk_sqrt_dt"]
+    else:
+        step = np.zeros((n, n_walk))
+    values = np.zeros((n, n_walk))
+    start = d["walk_start"]
+    if n_nc:
+        nc = d["walk_nc"]
+        zf = np.zeros((n, n_walk))
+        zf[:, nc] = free["z_walk"]
+        inc = d["walk_not_first"] * step * zf
+        cs = np.cumsum(inc, axis=1)
+        cs = cs - (cs[:, start] - inc[:, start])
+        level = d["walk_mean0"] + d["walk_sd0"] * zf[:, start]
+        values[:, nc] = (level + cs - cs[:, d["walk_pivot"]])[:, nc]
+    if n_ce:
+        ce = d["walk_ce"]
+        n_blocks, size = sig["whiten"]
+        block, pos = d["whiten_block"], d["whiten_pos"]
+        wb = np.zeros((n, n_blocks, size))
+        wb[:, block, pos] = free["w_walk"]
+        white = d["walk_whiten"].reshape((2, n_blocks, size))
+        u = (np.cumsum((wb * white[0])[:, :, ::-1], axis=2)[:, :, ::-1] * white[1])[:, block, pos]
+        values[:, ce] = d["walk_mean0"][ce] + u
+    totals = values[:, : st.n_total]
+    if st.n_logit:
+        logits = values[:, st.n_total :]
+        lse = _segment_lse_numpy(logits, d["sibling_groups"], d["sibling_mask"])
+        padded = np.concatenate([logits - lse[:, d["logit_group"]], np.zeros((n, 1))], axis=1)
+        leaf = totals[:, d["leaf_root_cell"]] + padded[:, d["leaf_paths"]].sum(axis=2)
+    else:
+        leaf = totals[:, d["leaf_root_cell"]]
+    q_of_src = d["src_quantity"]
+    _, has_ref = sig["sources"]
+    n_lev, n_con_nc, n_con_ce, n_ref_nb, n_ref_cb = sig["bias_params"]
+    tau = np.exp(free["bias_sd_log__"])
+    out["bias_sd"] = tau
+    delta = np.zeros((n, n_src))
+    if n_lev:
+        zm_full = np.zeros((n, n_q))
+        zm_full[:, d["bias_level_q"]] = free["z_bias_mean"]
+        delta = delta + tau[:, q_of_src] * d["bias_level_scale"] * zm_full[:, q_of_src]
+    if n_con_nc or n_con_ce:
+        q_of_con = d["con_quantity"]
+        con = np.zeros((n, n_con_nc + n_con_ce))
+        if n_con_nc:
+            con[:, d["con_nc"]] = tau[:, q_of_con[d["con_nc"]]] * free["z_bias"]
+        if n_con_ce:
+            con[:, d["con_ce"]] = free["bias_centred"]
+        delta = delta + con @ d["con_basis"].T
+    if has_ref:
+        centre = d["src_ref_centre"] * free["bias_mean"][:, q_of_src]
+        if n_ref_nb:
+            nb = d["ref_nb"]
+            delta[:, nb] = centre[:, nb] + tau[:, q_of_src[nb]] * free["z_bias_ref"]
+        if n_ref_cb:
+            delta[:, d["ref_cb"]] = free["bias_centred_ref"]
+    out["log_bias"] = delta
+    leaf = leaf - (delta @ d["src_weights"].T)[:, d["leaf_quantity"]]
+    if sig["sum_cells"][0]:
+        out["log_count"] = _segment_lse_numpy(leaf, d["cell_members"], d["cell_mask"])
+    else:
+        out["log_count"] = leaf[:, d["cell_members"][:, 0]]
+    n_rel_nc, n_rel_ce = sig["reliability_params"]
+    arg = np.zeros((n, n_src))
+    if n_rel_nc:
+        nc_r = d["rel_nc"]
+        arg[:, nc_r] = free["reliability_mean"][:, q_of_src[nc_r]] + PRIORS["reliability_sd"] * free["z_reliability"]
+    if n_rel_ce:
+        arg[:, d["rel_ce"]] = free["reliability_centred"]
+    out["log_reliability"] = np.logaddexp(0.0, arg)  # softplus
+    return {k: out[k] for k in DERIVED if k in out}
+
+
+def _segment_lse_numpy(x: np.ndarray, idx: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`_segment_lse` on draws x values: each row's logsumexp of ``x[:, idx]`` over ``mask``."""
+    vals = np.where(mask > 0, x[:, idx], _PAD)
+    m = vals.max(axis=2, keepdims=True)
+    return m[:, :, 0] + np.log(np.exp(vals - m).sum(axis=2))
+
+
 def claim_loglik(st: Structure, y, s):  # noqa: ANN001, ANN201
     """Per-claim log-likelihood (pytensor vector) of the claims of ``st``, the shapes of ``interpret``."""
     import pytensor.tensor as pt
