@@ -1,30 +1,33 @@
 """What one log-density and gradient costs: the compiled function nutpie calls, on one thread.
 
-    python benchmarks/gradient.py                       # article and medium
+    python benchmarks/gradient.py                       # article and medium, the kernel nutpie samples
     python benchmarks/gradient.py article medium large --calls 500
-    python benchmarks/gradient.py --fast-math            # as PyTensor compiles by default
-    python benchmarks/gradient.py --symbolic             # the claims' term as PyTensor nodes, not one Op
+    python benchmarks/gradient.py --graph                # PyTensor's graph of the PyMC model instead
+    python benchmarks/gradient.py --graph --symbolic     # ... with the claims' term as nodes, not one Op
+    python benchmarks/gradient.py --graph --fast-math    # ... compiled with PyTensor's fast-math flags
     python benchmarks/gradient.py --sample               # also per gradient while nutpie samples
 
-Per problem (``benchmarks/problems.py``): the library builds and compiles
-the model as ``reconcile()`` does (``estimates._nutpie.compile_model``),
-then PyTensor's compiled Numba function (the inner function of nutpie's C
-callback) is called in a loop at one point near the initial point. Prints
-a table: parameters, nodes of the compiled graph, microseconds per call
-(the fastest of five loops, so other work on the machine shows less) and
-the log-density (the same value before and after a change of
-coordinates says the model did not change). Sampling costs about this per
+Per problem (``benchmarks/problems.py``): by default the hand-written
+kernel that ``reconcile()`` hands nutpie (``estimates._kernel``, Numba,
+compiled once for every layout); with ``--graph``, the PyMC model compiled
+by PyTensor's Numba backend (``estimates._nutpie.compile_model``, once per
+layout), the way the library sampled before the kernel. The function is
+called in a loop at one point near the initial point. Prints a table:
+parameters, nodes of the compiled graph (1 for the kernel), microseconds
+per call (the fastest of five loops, so other work on the machine shows
+less) and the log-density (the same value before and after a change says
+the model did not change; the kernel's differs from the graph's by a
+constant, see ``tests/test_model.py``). Sampling costs about this per
 gradient per thread, times the gradients it needs (``benchmarks/run.py``).
 
 The library compiles with IEEE arithmetic (``estimates._nutpie``'s notes);
-``--fast-math`` compiles the same graph with PyTensor's fast-math flags
-instead, to measure what that choice costs. For Numba the library builds the
-claims' term as one Op (``estimates._fused``); ``--symbolic`` compiles the
-symbolic term that PyMC's C backend and JAX use instead, to measure what
-the Op saves. ``--sample`` also runs nutpie on the compiled model (one
-chain, 500 + 500 iterations, seed 1, one thread, the library's settings)
-and divides its wall time by the gradients it took: the cost per gradient
-inside the sampler, its own work included.
+``--fast-math`` compiles the graph with PyTensor's fast-math flags
+instead, to measure what that choice costs. ``--symbolic`` compiles the
+graph without the claims' term as one Op (``estimates._fused``).
+``--sample`` also runs nutpie on the compiled model (one chain, 500 + 500
+iterations, seed 1, one thread, the library's settings) and divides its
+wall time by the gradients it took: the cost per gradient inside the
+sampler, its own work included.
 """
 
 from __future__ import annotations
@@ -41,14 +44,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def measure(
-    name: str, calls: int, fast_math: bool = False, symbolic: bool = False, sample: bool = False
+    name: str,
+    calls: int,
+    fast_math: bool = False,
+    symbolic: bool = False,
+    sample: bool = False,
+    graph: bool = False,
 ) -> dict[str, float | int | str]:
     import problems
 
     from estimates import _nutpie
     from estimates.claims import Hierarchy, normalise, read_claims
     from estimates.interpret import Interpretation, shapes_table
-    from estimates.model import build, describe
+    from estimates.model import build, describe, model_data
 
     problem = problems.get(name)
     interp = Interpretation()
@@ -56,24 +64,35 @@ def measure(
         read_claims(problem.claims), hierarchy=Hierarchy.from_mapping(problem.hierarchy), interpretation=interp
     )
     st = describe(shapes_table(cs.used, interp), cs.hierarchy)
-    model = build(st, fused=not symbolic)
-    if fast_math:
-        import pytensor
+    if graph:
+        model = build(st, fused=not symbolic)
+        if fast_math:
+            import pytensor
 
-        with pytensor.config.change_flags(numba__fastmath=True):
-            compiled = _nutpie._compile_model(model, None)
+            with pytensor.config.change_flags(numba__fastmath=True):
+                compiled = _nutpie._compile_model(model, None)
+        else:
+            compiled = _nutpie.compile_model(model)
+        fn = compiled.logp_func
+        nodes = len(fn.maker.fgraph.apply_nodes)
+        inner = fn.vm.jit_fn
+        args = (compiled.shared_data[_nutpie.DATA],)
     else:
-        compiled = _nutpie.compile_model(model)
-    fn = compiled.logp_func
-    inner = fn.vm.jit_fn
-    numbers = compiled.shared_data[_nutpie.DATA]
+        import numba
+
+        from estimates import _kernel
+
+        compiled = _nutpie.kernel_model(st, model_data(st))
+        nodes = 1
+        inner = numba.njit(fastmath=False, error_model="numpy")(_kernel.model_logp)
+        args = tuple(compiled.shared_data[k] for k in (_nutpie.DATA, "ints", "floats"))
     x = compiled.initial_point_func(0)
-    logp = float(inner(x, numbers)[0])  # the first call also compiles or loads from Numba's cache
+    logp = float(inner(x, *args)[0])  # the first call also compiles or loads from Numba's cache
     best = np.inf
     for _ in range(5):
         t = time.perf_counter()
         for _ in range(calls):
-            inner(x, numbers)
+            inner(x, *args)
         best = min(best, (time.perf_counter() - t) / calls)
     in_sampler = float("nan")
     if sample:
@@ -98,7 +117,7 @@ def measure(
     return {
         "problem": name,
         "params": compiled.n_dim,
-        "nodes": len(fn.maker.fgraph.apply_nodes),
+        "nodes": nodes,
         "us": best * 1e6,
         "sampling_us": in_sampler,
         "logp": logp,
@@ -109,12 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problems", nargs="*", default=["article", "medium"])
     parser.add_argument("--calls", type=int, default=2000, help="calls per timed loop (default 2000)")
-    parser.add_argument("--fast-math", action="store_true", help="PyTensor's fast-math flags, not the library's IEEE")
-    parser.add_argument("--symbolic", action="store_true", help="the claims' term as PyTensor nodes, not one Op")
+    parser.add_argument("--graph", action="store_true", help="PyTensor's graph of the PyMC model, not the kernel")
+    parser.add_argument("--fast-math", action="store_true", help="with --graph: PyTensor's fast-math flags")
+    parser.add_argument("--symbolic", action="store_true", help="with --graph: the claims' term as nodes, not one Op")
     parser.add_argument("--sample", action="store_true", help="also us per gradient while nutpie samples (1 chain)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    rows = [measure(p, args.calls, args.fast_math, args.symbolic, args.sample) for p in args.problems]
+    if (args.fast_math or args.symbolic) and not args.graph:
+        parser.error("--fast-math and --symbolic describe the graph: add --graph")
+    rows = [measure(p, args.calls, args.fast_math, args.symbolic, args.sample, args.graph) for p in args.problems]
     print(
         "| problem | parameters | graph nodes | us per log-density and gradient | us per gradient in sampling "
         "| log-density at the start |"

@@ -6,8 +6,9 @@
 
 Every measurement runs in a fresh Python process, so import and compile
 times are what a user sees. For the library's engines the first repeat of a
-problem starts from an empty PyTensor compile cache (``cold``) and later
-repeats reuse it (``warm``, a new process with a warm on-disk cache); each
+problem starts from empty compile caches (``cold``: PyTensor's and Numba's,
+where nutpie's kernel is kept) and later repeats reuse them (``warm``, a new
+process with warm on-disk caches); each
 process then calls ``reconcile`` a second time on the same structure with
 other numbers (``again``: the in-process cache). Peers (Stan through
 pystan, numpyro) fit the same model to the same interpreted claims
@@ -291,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     for prob in a.sizes:
         for eng in a.engines:
             cdir = tempfile.mkdtemp(prefix=f"bench-{prob}-{eng}-")
-            env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cdir}")
+            # cold: PyTensor's cache and Numba's (where the kernel nutpie samples is cached) both empty
+            env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cdir}", NUMBA_CACHE_DIR=f"{cdir}/numba-cache")
             for rep in range(a.repeats):
                 spec = dict(problem=prob, engine=eng, repeat=rep, seed=rep, intervals_dir=str(idir), **budget)
                 spec["again"] = prob == "article" or a.again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -221,7 +222,8 @@ def test_the_graph_is_compiled_without_fast_math_and_the_flag_is_left_alone(exam
 
 @pytest.mark.slow
 def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
-    """What saves a new process most of its compile: the callbacks come from PyTensor's Numba cache."""
+    """On PyTensor's graph, what saves a new process most of its compile: the callbacks come from PyTensor's
+    Numba cache."""
     import subprocess
     import sys
     from pathlib import Path
@@ -229,20 +231,19 @@ def test_a_new_process_loads_the_callbacks_from_disk(example_fit):
     from estimates import _nutpie
 
     entry, _ = inference._entry(_structure(*_example()))
-    if "nutpie" not in entry.compiled:
-        entry.compiled["nutpie"] = _nutpie.compile_model(entry.numba_model)  # writes the disk cache
+    _nutpie.compile_model(entry.numba_model)  # PyTensor's graph (not the default kernel): writes the disk cache
     child = (
         "import warnings; warnings.simplefilter('ignore')\n"
         "from estimates import _nutpie, inference\n"
         "from tests.test_cache import _example, _structure\n"
         "entry, _ = inference._entry(_structure(*_example()))\n"
         "c = _nutpie.compile_model(entry.numba_model)\n"
-        "print(c.compiled_logp_func.cache_hits, c.compiled_expand_func.cache_hits)\n"
+        "print(c.compiled_logp_func.cache_hits)\n"
     )
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-2:] == ["1", "1"]
+    assert out.stdout.split()[-1:] == ["1"]  # the expand callback is the kernel's (see the next tests)
 
 
 def test_the_record_key_follows_the_layout_and_the_priors(monkeypatch):
@@ -280,7 +281,7 @@ def _logp_at(compiled, x):
     return logp, grad
 
 
-def test_only_the_model_reconcile_compiles_gets_a_record(tmp_path, monkeypatch):
+def test_only_the_fused_graph_gets_a_record(tmp_path, monkeypatch):
     """A record is keyed by the layout; the symbolic model of that layout draws other last bits, so it gets none
     (a test that once compiled it under the key made the next process's fit differ from a fresh one)."""
     from estimates import _nutpie
@@ -354,23 +355,20 @@ def test_a_record_is_loaded_only_when_its_callbacks_reproduce_its_check(example_
 
 
 @pytest.mark.slow
-def test_a_new_process_samples_from_the_record_without_building_the_model(example_fit, tmp_path):
-    """A new process loads the compiled model from disk and draws exactly what a fresh compile draws."""
+def test_a_new_process_samples_the_kernel_from_disk_without_building_a_model(example_fit, tmp_path):
+    """A new process loads nutpie's kernel from Numba's cache, builds no PyMC model and draws exactly what
+    this process draws with the kernel it compiled or loaded."""
     import subprocess
     import sys
     from pathlib import Path
 
-    from estimates import _nutpie
-
     claims, hier = _example(1.5)
-    entry, _ = inference._entry(_structure(claims, hier))
-    # a fresh compile here (it rewrites the record the child will load)
-    entry.compiled["nutpie"] = _nutpie.compile_model(entry.numba_model, key=_nutpie.record_key(entry.signature))
+    inference.clear_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", est.ConvergenceWarning)  # see the test above: seed 5, 1 divergent draw
         warnings.simplefilter("ignore", ApproximationWarning)  # refits=0 leaves high-k claims unrefit
         fresh = est.reconcile(claims, hierarchy=hier, random_seed=5, refits=0)
-    assert fresh.diagnostics["cached"]
+    assert not fresh.diagnostics["cached"]
     out = tmp_path / "intervals.csv"
     child = (
         "import warnings; warnings.simplefilter('ignore')\n"
@@ -381,12 +379,12 @@ def test_a_new_process_samples_from_the_record_without_building_the_model(exampl
         "r = est.reconcile(claims, hierarchy=hier, random_seed=5, refits=0)\n"
         "(entry,) = inference._CACHE.values()\n"
         f"r.intervals.to_csv({str(out)!r}, index=False, float_format='%.17g')\n"
-        "print(r.diagnostics['from_disk'], r.diagnostics['cached'], entry.built)\n"
+        "print(r.diagnostics['from_disk'], r.diagnostics['cached'], entry.builds)\n"
     )
     root = Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.split()[-3:] == ["True", "False", "False"]  # from disk, not in-process, no PyMC model
+    assert run.stdout.split()[-3:] == ["True", "False", "0"]  # from disk, not in-process, no PyMC model
     got = pd.read_csv(out)
     want = fresh.intervals.reset_index(drop=True)
     for col in ("mean", "median", "sd", "lower", "upper"):
@@ -423,3 +421,106 @@ def test_advi_is_labelled_approximate_with_its_pareto_k():
     iv = r.intervals
     assert len(iv) == len(r.idata.posterior["log_count"].isel(chain=0, draw=0))
     assert (iv["lower"] < iv["median"]).all() and (iv["median"] < iv["upper"]).all()
+
+
+# ----------------------------------------------------------------------------- the kernel nutpie samples by default
+
+
+def test_the_kernels_callbacks_compute_the_python_kernel_with_swapped_numbers():
+    """The C callback nutpie calls (Numba's compile of ``estimates._kernel.model_logp``) gives the Python
+    kernel's density and gradient (1e-12: the same code, compiled or not), also after other numbers are
+    swapped in; the model it was made from keeps its own numbers; a wrong dimension is refused."""
+    pytest.importorskip("nutpie")
+    from estimates import _kernel, _nutpie
+
+    a, b = _structure(*_example()), _structure(*_example(1.7))
+    compiled = _nutpie.kernel_model(a, model_data(a))
+    assert _nutpie.is_kernel(compiled) and _nutpie.expands_in_numpy(compiled)
+    before = compiled.shared_data["numbers"].copy()
+    ints, floats = compiled.shared_data["ints"], compiled.shared_data["floats"]
+    rng = np.random.default_rng(3)
+    for st in (a, b):
+        numbers = pack_numbers(model_data(st))
+        swapped = _nutpie.with_numbers(compiled, numbers)
+        for _ in range(3):
+            x = compiled.initial_point_func(int(rng.integers(1000))) + rng.normal(0, 0.3, compiled.n_dim)
+            code, logp, grad = _nutpie._evaluate(swapped, x)
+            want_logp, want_grad = _kernel.model_logp(x, numbers, ints, floats)
+            assert code == 0
+            assert logp == pytest.approx(want_logp, rel=1e-12)
+            np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(compiled.shared_data["numbers"], before)
+    short = dataclasses.replace(compiled, _n_dim=compiled.n_dim - 1)
+    assert _nutpie._evaluate(short, np.zeros(compiled.n_dim - 1))[0] == -1
+
+
+def test_the_kernel_serves_every_layout_with_one_compiled_function():
+    """Another layout (one claim fewer) gets the same two callbacks: nothing is compiled per layout."""
+    pytest.importorskip("nutpie")
+    from estimates import _nutpie
+
+    claims, hier = _example()
+    a, c = _structure(claims, hier), _structure(claims.iloc[:-1], hier)
+    one, other = (_nutpie.kernel_model(st, model_data(st)) for st in (a, c))
+    assert signature(a) != signature(c)
+    assert one.compiled_logp_func is other.compiled_logp_func
+    assert one.compiled_expand_func is other.compiled_expand_func
+
+
+def test_sample_hands_nutpie_the_kernel_by_default(monkeypatch):
+    """``reconcile()``'s nutpie runs the kernel, with no PyMC model built for it."""
+    nutpie = pytest.importorskip("nutpie")
+    from estimates import _nutpie
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(compiled, **kwargs):
+        seen.append(compiled)
+        raise Stop
+
+    monkeypatch.setattr(nutpie, "sample", fake_sample)
+    st = _structure(*_example())
+    inference.clear_cache()
+    try:
+        with pytest.raises(Stop):
+            inference.sample(st, inference.SamplerOptions(sampler="nutpie"), 0)
+        entry, _ = inference._entry(st)
+        assert entry.builds == 0  # no PyMC model
+    finally:
+        inference.clear_cache()
+    assert _nutpie.is_kernel(seen[0])
+
+
+def test_a_new_process_loads_the_kernel_from_disk():
+    """The callbacks are compiled once per machine: a new process finds them in Numba's cache."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("nutpie")
+    from estimates import _callbacks
+
+    _callbacks.callbacks()  # compiles and caches them if no process has yet
+    child = "from estimates import _callbacks\nprint(*(f.cache_hits for f in _callbacks.callbacks()))\n"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", child], cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"]
+
+
+def test_the_callbacks_name_the_kernel_they_were_compiled_from():
+    """Numba's cache of the callbacks is keyed by ``_callbacks.py`` alone; the kernel's hash written in it
+    makes every edit of ``_kernel.py`` an edit of ``_callbacks.py`` too (else a stale kernel is loaded)."""
+    import hashlib
+    from pathlib import Path
+
+    pytest.importorskip("nutpie")
+    from estimates import _callbacks
+
+    kernel = Path(_callbacks.__file__).with_name("_kernel.py")
+    assert _callbacks.KERNEL_SOURCE == hashlib.sha256(kernel.read_bytes()).hexdigest(), (
+        "_kernel.py changed: update _callbacks.KERNEL_SOURCE to its sha256"
+    )

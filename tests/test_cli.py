@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -161,14 +162,27 @@ def test_cache_command_shows_and_clears_the_on_disk_cache(tmp_path, capsys, monk
     for i, where in enumerate(folders):
         (where / "sub").mkdir(parents=True)
         (where / "sub" / "mod.so").write_bytes(b"x" * 2_000_000 * (i + 1))
-    info = {"compiledir": str(folders[0]), "folders": [str(f) for f in folders], "models_in_process": 0}
+    kernel = [tmp_path / "pycache" / f"_callbacks._logp-33.py311.{ext}" for ext in ("nbi", "1.nbc")]
+    kernel[0].parent.mkdir()
+    for f in kernel:
+        f.write_bytes(b"x" * 150_000)
+    (tmp_path / "pycache" / "_callbacks.cpython-311.pyc").write_bytes(b"x")  # not the kernel's: kept
+    info = {
+        "compiledir": str(folders[0]),
+        "folders": [str(f) for f in folders],
+        "models_in_process": 0,
+        "kernel_files": [str(f) for f in kernel],
+    }
     monkeypatch.setattr(inference, "cache_info", lambda: info)
     assert cli.main(["cache"]) == 0
     out = capsys.readouterr().out
     for i, where in enumerate(folders):
         assert f"{where} ({2 * (i + 1)} MB)" in out
+    assert f"2 files in {kernel[0].parent} (0.3 MB)" in out
     assert cli.main(["cache", "--clear"]) == 0
     assert not any(where.exists() for where in folders)
+    assert not any(f.exists() for f in kernel)
+    assert (tmp_path / "pycache" / "_callbacks.cpython-311.pyc").exists()
 
 
 def test_cache_info_names_the_folders_the_engines_write():
@@ -183,3 +197,10 @@ def test_cache_info_names_the_folders_the_engines_write():
     from pytensor.link.numba.cache import NUMBA_CACHE_PATH
 
     assert str(NUMBA_CACHE_PATH) in folders
+    pytest.importorskip("nutpie")
+    from estimates import _callbacks
+
+    _callbacks.callbacks()  # compiled (or loaded) now, so their files exist
+    kernel = inference.cache_info()["kernel_files"]
+    assert kernel and all(Path(f).exists() for f in kernel)
+    assert {Path(f).suffix for f in kernel} == {".nbi", ".nbc"}

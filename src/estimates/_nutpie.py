@@ -1,4 +1,13 @@
-"""nutpie's Numba backend with C callbacks that Numba can cache on disk.
+"""nutpie's compiled models: on the hand-written kernel (the default), or on PyTensor's graph.
+
+:func:`kernel_model` is what ``reconcile()`` samples: nutpie's compiled
+model on :mod:`estimates._kernel`'s log-density, whose two C callbacks
+(:mod:`estimates._callbacks`) serve every layout and are compiled once per
+machine; no PyMC model is built. The rest of this module is the way the
+library sampled before, kept (``SamplerOptions(kernel=False)``) to measure
+one against the other (``benchmarks/gradient.py --graph``): nutpie's Numba
+backend on the PyMC model's graph, with C callbacks that Numba can cache on
+disk, as follows.
 
 ``nutpie.compile_pymc_model`` wraps PyTensor's compiled log-density (and the
 function that expands draws) in two ``numba.cfunc`` callbacks. Those close
@@ -84,7 +93,7 @@ DATA = "numbers"
 #: Folder of the layout records, under PyTensor's ``base_compiledir``.
 RECORDS = "estimates"
 #: Bumped whenever a record's contents change meaning.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 
 _LOGP_SRC = """
 def logp_callback(dim, x_, out_, logp_, user_data_):
@@ -108,22 +117,6 @@ def logp_callback(dim, x_, out_, logp_, user_data_):
     return 0
 """
 
-#: nutpie's expand callback: the draw as it is. The model's other variables
-#: (``log_count`` ...) are computed from the draws afterwards, in numpy
-#: (:func:`estimates.model.expand_draws`), rather than by a second compiled
-#: graph called once per draw. The same source for every layout, so Numba
-#: compiles it once per machine.
-_EXPAND_SRC = """
-def expand_callback(dim, expanded, x_, out_, user_data_):
-    if expanded != dim:
-        return -1
-    x = numba.carray(x_, (dim,))
-    out = numba.carray(out_, (dim,))
-    for i in range(dim):
-        out[i] = x[i]
-    return 0
-"""
-
 
 class _NotCacheable(Exception):
     """The model does not fit the cached callbacks; nutpie compiles it its own way."""
@@ -141,16 +134,6 @@ def _user_data(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     numbers = np.array(numbers, dtype=np.float64, order="C", copy=True)
     numbers.flags.writeable = False
     return numbers, np.array([numbers.ctypes.data, numbers.size], dtype=np.uint64)
-
-
-def _signatures() -> tuple[Any, Any]:
-    """nutpie's C signatures of the log-density and the expand callbacks."""
-    t = quiet_import("numba").types
-    double_p = t.CPointer(t.double)
-    return (
-        t.int64(t.uint64, double_p, double_p, double_p, t.voidptr),
-        t.int64(t.uint64, t.uint64, double_p, double_p, t.voidptr),
-    )
 
 
 def _callback_key(text: str, fn: Any, n_dim: int, n_expanded: int) -> str:
@@ -201,13 +184,6 @@ def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signatu
     text = src.format(data=", numbers" if shared else "")
     key = _callback_key(text, fn, n_dim, n_expanded)
     return _cfunc(text, name, key, fn.vm.jit_fn, n_dim, n_expanded, signature), key
-
-
-def _identity_expand(signature: Any) -> tuple[Any, str]:
-    """The expand callback (:data:`_EXPAND_SRC`, the same for every layout) and its key in the Numba cache."""
-    numba = quiet_import("numba")
-    key = hashlib.sha256("|".join([_EXPAND_SRC, numba.__version__]).encode()).hexdigest()
-    return _cfunc(_EXPAND_SRC, "expand_callback", key, None, 0, 0, signature), key
 
 
 def expands_in_numpy(compiled: Any) -> bool:
@@ -277,14 +253,18 @@ def _compile_model(model: Any, key: str | None) -> Any:
         compute_grad=True,
         join_expanded=True,
         pymc_initial_point_fn=initial_point,
-        var_names=[],  # the trace holds the free variables only (see _EXPAND_SRC)
+        var_names=[],  # the trace holds the free variables only (the expand callback is the identity)
     )
-    logp_sig, expand_sig = _signatures()
+    from ._callbacks import signatures
+
+    logp_sig, _ = signatures()
     try:
         logp_cb, logp_key = _callback(_LOGP_SRC, "logp_callback", logp_fn, n_dim, n_dim, logp_sig)
     except _NotCacheable:
         return nutpie.compile_pymc_model(model)
-    expand_cb, expand_key = _identity_expand(expand_sig)
+    from ._callbacks import callbacks
+
+    expand_cb = callbacks()[1]  # the identity, the kernel's own
     shared = {v.name: v for f in (logp_fn, expand_fn) for v in f.get_shared()}
     dims, coords = cp._prepare_dims_and_coords(model, shape_info)
     compiled = _assemble(
@@ -295,7 +275,7 @@ def _compile_model(model: Any, key: str | None) -> Any:
         (logp_fn, expand_fn),
     )
     if key is not None and DATA in shared and _is_fused(logp_fn):
-        _write_record(key, compiled, logp_key, expand_key)
+        _write_record(key, compiled, logp_key)
     return compiled
 
 
@@ -373,12 +353,19 @@ def record_key(signature: tuple) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+#: The modules whose source shapes a compiled graph (read, not imported: ``_fused`` imports PyTensor).
+_SOURCES = ("model.py", "_fused.py", "_kernel.py", "_nutpie.py")
+
+
 @functools.cache
 def _code_and_versions() -> tuple[str, ...]:
     """The part of :func:`record_key` that is fixed for a process: the code and the versions."""
-    here = Path(__file__).parent  # _fused is read, not imported: it imports PyTensor
+    here = Path(__file__).parent
     return (
-        *(hashlib.sha256((here / f).read_bytes()).hexdigest() for f in ("model.py", "_fused.py", "_nutpie.py")),
+        *(
+            hashlib.sha256((here / f).read_bytes()).hexdigest()
+            for f in ("model.py", "_fused.py", "_kernel.py", "_nutpie.py")
+        ),
         *(f"{d} {metadata.version(d)}" for d in ("pymc", "pytensor", "numba", "llvmlite", "nutpie", "numpy")),
         platform.python_version(),
         platform.machine(),
@@ -396,7 +383,7 @@ _CONFIG = (
 )
 
 
-def _write_record(key: str, compiled: Any, logp_key: str, expand_key: str) -> None:
+def _write_record(key: str, compiled: Any, logp_key: str) -> None:
     """Save what :func:`load_compiled` needs; a failure to write only costs the next process a compile."""
     if not quiet_import("pytensor").config.numba__cache:
         return
@@ -407,7 +394,6 @@ def _write_record(key: str, compiled: Any, logp_key: str, expand_key: str) -> No
     record = {
         "format": RECORD_FORMAT,
         "logp_key": logp_key,
-        "expand_key": expand_key,
         "n_dim": compiled.n_dim,
         "n_expanded": compiled.n_expanded,
         "shape_info": compiled.shape_info,
@@ -447,14 +433,18 @@ def load_compiled(key: str) -> Any | None:
     numba = quiet_import("numba")
 
     n_dim, n_expanded = record["n_dim"], record["n_expanded"]
-    logp_sig, expand_sig = _signatures()
+    from ._callbacks import signatures
+
+    logp_sig, _ = signatures()
     try:
         logp_cb = _cfunc(
             _LOGP_SRC.format(data=", numbers"), "logp_callback", record["logp_key"], None, n_dim, n_expanded, logp_sig
         )
-        expand_cb = _cfunc(_EXPAND_SRC, "expand_callback", record["expand_key"], None, 0, 0, expand_sig)
     except numba.core.errors.NumbaError:  # not in Numba's cache: it tried to compile without the inner function
         return None
+    from ._callbacks import callbacks
+
+    expand_cb = callbacks()[1]
     numbers0, x, logp, grad = record["check"]
     layout = (n_dim, n_expanded, record["shape_info"], record["dims"], record["coords"])
     compiled = _assemble(layout, (logp_cb, expand_cb), record["initial_point"], numbers0, (None, None))
@@ -466,9 +456,56 @@ def load_compiled(key: str) -> Any | None:
 
 
 def is_cached_layout(compiled: Any) -> bool:
-    """Whether ``compiled`` came from :func:`compile_model`'s own callbacks."""
+    """Whether ``compiled`` came from :func:`compile_model` or :func:`kernel_model` (the library's callbacks)."""
     ud = getattr(compiled, "user_data", None)
-    return isinstance(ud, np.ndarray) and ud.dtype == np.uint64 and ud.shape == (2,)
+    return isinstance(ud, np.ndarray) and ud.dtype == np.uint64 and ud.shape in ((2,), (6,))
+
+
+def is_kernel(compiled: Any) -> bool:
+    """Whether ``compiled`` samples the hand-written kernel (:func:`kernel_model`)."""
+    return is_cached_layout(compiled) and "ints" in compiled.shared_data
+
+
+def kernel_model(st: Any, data: dict[str, np.ndarray]) -> Any:
+    """nutpie's compiled model of the structure ``st`` on the hand-written kernel (:mod:`estimates._kernel`).
+
+    No PyMC model is built and nothing is compiled for the layout: the two
+    callbacks (:mod:`estimates._callbacks`) are the same for every model
+    and read the layout from arrays made here. ``data`` is
+    :func:`estimates.model.model_data` of ``st``. The trace holds the free
+    variables; :func:`estimates.model.expand_draws` gives the others.
+    """
+    import nutpie.compile_pymc as cp
+
+    from . import _callbacks, _kernel
+    from .model import pack_numbers
+
+    free = _kernel.free_variables(st)
+    ints, floats = _kernel.pack(st, data, free)
+    numbers, _ = _user_data(pack_numbers(data))
+    for a in (ints, floats):
+        a.flags.writeable = False
+    names = [name for name, _ in free]
+    ends = np.cumsum([0] + [size for _, size in free])
+    slices = [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
+    shapes = [(size,) for _, size in free]
+    logp_cb, expand_cb = _callbacks.callbacks()
+    n_dim = int(ends[-1])
+    return cp.CompiledPyMCModel(
+        _n_dim=n_dim,
+        dims=_kernel.variable_dims(st, free),
+        _coords=_kernel.coords(st),
+        _shapes=dict(zip(names, shapes, strict=True)),
+        compiled_logp_func=logp_cb,
+        compiled_expand_func=expand_cb,
+        initial_point_func=InitialPoint(_kernel.initial_point(st, free)),
+        shared_data={DATA: numbers, "ints": ints, "floats": floats},
+        user_data=_callbacks.user_data(numbers, ints, floats),
+        n_expanded=n_dim,
+        shape_info=(names, slices, shapes),
+        logp_func=None,
+        expand_func=None,
+    )
 
 
 def with_numbers(compiled: Any, numbers: np.ndarray) -> Any:
@@ -479,6 +516,15 @@ def with_numbers(compiled: Any, numbers: np.ndarray) -> Any:
     numbers, user_data = _user_data(numbers)
     if numbers.ndim != old.ndim:
         raise ValueError(f"the data vector must have rank {old.ndim}, not {numbers.ndim}")
+    if is_kernel(compiled):
+        if numbers.size != old.size:
+            raise ValueError(f"the data vector must have {old.size} numbers, not {numbers.size}")
+        from . import _callbacks
+
+        shared = {**compiled.shared_data, DATA: numbers}
+        return dataclasses.replace(
+            compiled, shared_data=shared, user_data=_callbacks.user_data(numbers, shared["ints"], shared["floats"])
+        )
     return dataclasses.replace(compiled, shared_data={DATA: numbers}, user_data=user_data)
 
 

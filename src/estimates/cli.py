@@ -315,11 +315,20 @@ def _cache(args: argparse.Namespace) -> int:
         for where in folders:
             shutil.rmtree(where, ignore_errors=True)
             print(f"cleared {where}")
+        kernel = [Path(f) for f in info.get("kernel_files", [])]
+        for f in kernel:
+            f.unlink(missing_ok=True)
+        if kernel:
+            print(f"cleared the kernel's {len(kernel)} cache files in {kernel[0].parent}")
         return 0
     for where in folders:
         size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file()) if where.exists() else 0
         print(f"on-disk cache: {where} ({size / 1e6:.0f} MB)")
-    print("move it with PYTENSOR_FLAGS=base_compiledir=DIR")
+    kernel = [Path(f) for f in info.get("kernel_files", [])]
+    if kernel:
+        size = sum(f.stat().st_size for f in kernel if f.exists())
+        print(f"the kernel nutpie samples: {len(kernel)} files in {kernel[0].parent} ({size / 1e6:.1f} MB)")
+    print("move it with PYTENSOR_FLAGS=base_compiledir=DIR (the kernel's files: NUMBA_CACHE_DIR=DIR)")
     return 0
 
 

@@ -50,6 +50,10 @@ class SamplerOptions:
     #: draws and gradients), ``stan`` (draw variances only) or ``auto``
     #: (see :func:`nutpie_adaptation`).
     adaptation: str = "auto"
+    #: nutpie's log-density: the hand-written kernel (:mod:`estimates._kernel`,
+    #: compiled once per machine) or, with ``False``, PyTensor's graph of the
+    #: PyMC model (compiled per layout; kept to measure one against the other).
+    kernel: bool = True
 
     def __post_init__(self) -> None:
         for name in ("draws", "tune", "chains"):
@@ -154,16 +158,26 @@ def cache_info() -> dict[str, Any]:
     ``numba`` (Numba's compiled log-densities and nutpie's callbacks) and
     ``estimates`` (the layout records of :mod:`estimates._nutpie`, which let
     a new process skip PyMC and PyTensor altogether). ``folders`` lists the
-    three; ``estimates cache --clear`` deletes them.
+    three. ``kernel_files``: Numba's cache of the kernel's two callbacks
+    (:mod:`estimates._callbacks`, what nutpie samples by default; compiled
+    once per machine, kept beside the module's own ``__pycache__`` files or,
+    where that is not writable, in Numba's user-wide cache).
+    ``estimates cache --clear`` deletes the folders and those files.
     """
     pytensor = quiet_import("pytensor")
     base = pytensor.config.base_compiledir
     folders = [str(pytensor.config.compiledir), str(base / "numba"), str(_nutpie.records_dir())]
+    kernel_files: list[str] = []
+    if importlib.util.find_spec("nutpie") is not None:
+        from . import _callbacks
+
+        kernel_files = [str(f) for f in _callbacks.cache_files()]
     return {
         "models_in_process": len(_CACHE),
         "capacity": CACHE_SIZE,
         "compiledir": folders[0],
         "folders": folders,
+        "kernel_files": kernel_files,
     }
 
 
@@ -217,8 +231,8 @@ def sample(
 
     Returns ``(idata, timing)``; ``timing`` has ``sampler``, ``cached``
     (a compiled model was reused from this process), ``from_disk`` (nutpie's
-    compiled model was loaded from its on-disk record, with no PyMC model
-    built), ``build_seconds``, ``compile_seconds``,
+    kernel came from Numba's cache or, on PyTensor's graph, the layout's
+    compiled model from its on-disk record; no PyMC model built either way), ``build_seconds``, ``compile_seconds``,
     ``sample_seconds`` (PyMC's sampler compiles inside it, from its on-disk
     C cache) and ``gradients`` (log-density gradient evaluations, warm-up
     included). ``claim_weight`` (one per used claim, default all 1) scales
@@ -242,6 +256,13 @@ def sample(
             set_numbers(entry.model, data)
             with _no_blas_notice():
                 compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
+        elif options.kernel:
+            if which not in entry.compiled:
+                from . import _callbacks
+
+                entry.compiled[which] = _nutpie.kernel_model(st, data)
+                from_disk = _callbacks.callbacks()[0].cache_hits > 0
+            compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         else:
             if which not in entry.compiled:
                 key = _nutpie.record_key(entry.signature)
