@@ -129,7 +129,7 @@ def test_the_draws_are_converted_as_nutpie_converts_them_without_the_warm_up(exa
 
     st = _structure(*_example())
     entry, _ = inference._entry(st)
-    compiled = _nutpie.with_numbers(entry.compiled["nutpie"], pack_numbers(model_data(st)))
+    compiled = _nutpie.with_numbers(entry.compiled[inference.KERNEL], pack_numbers(model_data(st)))
     kw = dict(draws=60, tune=40, chains=3, seed=11, progress_bar=False, cores=2)
     theirs = nutpie.sample(compiled, **kw)
     ours, gradients = _nutpie.to_inference_data(nutpie.sample(compiled, return_raw_trace=True, **kw), compiled.coords)

@@ -142,6 +142,10 @@ _CACHE: OrderedDict[tuple, _Entry] = OrderedDict()
 CACHE_SIZE = 32
 
 
+#: The key of nutpie's kernel model in an entry's ``compiled`` (``"nutpie"`` is its model on PyTensor's graph).
+KERNEL = "nutpie-kernel"
+
+
 def clear_cache() -> None:
     """Forget every model compiled in this process (see :func:`cache_info` for the on-disk caches)."""
     _CACHE.clear()
@@ -247,7 +251,7 @@ def sample(
     entry, hit = _entry(st)
     builds = entry.builds
     t0 = time.perf_counter()
-    cached = hit and which in entry.compiled
+    cached = hit and (KERNEL if which == "nutpie" and options.kernel else which) in entry.compiled
     from_disk = False
     if which in ("nutpie", "nutpie-jax"):
         nutpie = quiet_import("nutpie")
@@ -257,12 +261,12 @@ def sample(
             with _no_blas_notice():
                 compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
         elif options.kernel:
-            if which not in entry.compiled:
+            if KERNEL not in entry.compiled:
                 from . import _callbacks
 
-                entry.compiled[which] = _nutpie.kernel_model(st, data)
+                entry.compiled[KERNEL] = _nutpie.kernel_model(st, data)
                 from_disk = _callbacks.callbacks()[0].cache_hits > 0
-            compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
+            compiled = _nutpie.with_numbers(entry.compiled[KERNEL], pack_numbers(data))
         else:
             if which not in entry.compiled:
                 key = _nutpie.record_key(entry.signature)
