@@ -13,8 +13,9 @@ medium benchmark (2,179 claims) a log-density and gradient went from 155
 to 99 microseconds; on the article (10 claims) from 26 to 24, its cost
 being the rest of the graph (``docs/performance.md``, Geometry).
 
-It is used only where the graph is compiled by Numba (nutpie's default
-backend, :func:`estimates.model.build` with ``fused=True``); PyMC's C
+It is used only where the graph is compiled by Numba (nutpie on PyTensor's
+graph, ``SamplerOptions(kernel=False)``, :func:`estimates.model.build` with
+``fused=True``; by default nutpie samples :mod:`estimates._kernel`); PyMC's C
 backend and the JAX backends compile the symbolic term. The two are the same
 function: ``tests/test_fused.py`` compares values and gradients, claim shape
 by claim shape, in both tails and with the robust mixture, with each other

@@ -811,15 +811,12 @@ def pack(st: Any, data: dict[str, np.ndarray], free: list[tuple[str, int]]) -> t
     ``free`` the model's free variables as ``(name, size)`` in the
     sampler's order (names from :data:`FREE`).
     """
-    from .model import NUMBERS, PRIORS, SHAPES, signature
+    from .model import NUMBERS, PRIORS, shape_codes, signature
 
     if len(NUMBERS) != (_H_FREE - _H_NUMBERS) // 2:
         raise RuntimeError("internal: the kernel's header does not match estimates.model.NUMBERS")
     sig = {k[0]: k[1:] for k in signature(st)}
-    code = np.zeros(len(st.claim_row), dtype=np.int64)
-    for k, name in enumerate(SHAPES):
-        code[data[f"claims_{name}"]] = k
-    arrays = {**data, "claim_shape": code}
+    arrays = {**data, "claim_shape": shape_codes(data)}
     header = np.zeros(HEADER, dtype=np.int64)
     int_parts, at = [], HEADER
     for k, name in enumerate(INTS):
@@ -932,16 +929,12 @@ def variable_dims(st: Any, free: list[tuple[str, int]]) -> dict[str, tuple[str, 
     """The named dimensions of the model's variables (PyMC's ``named_vars_to_dims``); the rest are numbered."""
     dims = {
         "bias_sd": ("quantity",),
-        "bias_mean": ("quantity",),
+        "bias_mean": ("quantity",),  # a free variable only with a reference source
         "log_bias": ("source",),
         "log_count": ("cell",),
         "reliability_mean": ("quantity",),
         "log_reliability": ("source",),
     }
-    names = {name for name, _ in free}
-    return {k: v for k, v in dims.items() if k in names or k in ("bias_sd", "log_bias", "log_count", "log_reliability")}
-
-
-def coords(st: Any) -> dict[str, Any]:
-    """The model's coordinates, as :func:`estimates.model.build` names them."""
-    return {"quantity": list(st.quantities), "cell": np.arange(len(st.cells)), "source": np.arange(len(st.sources))}
+    if "bias_mean" not in dict(free):
+        del dims["bias_mean"]
+    return dims

@@ -187,7 +187,8 @@ def _callback(src: str, name: str, fn: Any, n_dim: int, n_expanded: int, signatu
 
 
 def expands_in_numpy(compiled: Any) -> bool:
-    """Whether ``compiled``'s trace holds only the free variables (:func:`compile_model`'s models).
+    """Whether ``compiled``'s trace holds only the free variables (:func:`compile_model`'s and
+    :func:`kernel_model`'s models).
 
     Their draws are then expanded by :func:`estimates.model.expand_draws`,
     through :func:`to_inference_data`'s ``expand``.
@@ -362,10 +363,7 @@ def _code_and_versions() -> tuple[str, ...]:
     """The part of :func:`record_key` that is fixed for a process: the code and the versions."""
     here = Path(__file__).parent
     return (
-        *(
-            hashlib.sha256((here / f).read_bytes()).hexdigest()
-            for f in ("model.py", "_fused.py", "_kernel.py", "_nutpie.py")
-        ),
+        *(hashlib.sha256((here / f).read_bytes()).hexdigest() for f in _SOURCES),
         *(f"{d} {metadata.version(d)}" for d in ("pymc", "pytensor", "numba", "llvmlite", "nutpie", "numpy")),
         platform.python_version(),
         platform.machine(),
@@ -478,7 +476,7 @@ def kernel_model(st: Any, data: dict[str, np.ndarray]) -> Any:
     import nutpie.compile_pymc as cp
 
     from . import _callbacks, _kernel
-    from .model import pack_numbers
+    from .model import model_coords, pack_numbers
 
     free = _kernel.free_variables(st)
     ints, floats = _kernel.pack(st, data, free)
@@ -494,7 +492,7 @@ def kernel_model(st: Any, data: dict[str, np.ndarray]) -> Any:
     return cp.CompiledPyMCModel(
         _n_dim=n_dim,
         dims=_kernel.variable_dims(st, free),
-        _coords=_kernel.coords(st),
+        _coords=model_coords(st),
         _shapes=dict(zip(names, shapes, strict=True)),
         compiled_logp_func=logp_cb,
         compiled_expand_func=expand_cb,
@@ -550,8 +548,8 @@ def to_inference_data(
 ) -> tuple[Any, int]:
     """The draws of a finished ``nutpie.sample(..., return_raw_trace=True)`` as ArviZ data, and its gradients.
 
-    ``expand`` (with a model from :func:`compile_model`, whose trace holds
-    the free variables only) maps free variables, draws first, to the
+    ``expand`` (with a model from :func:`kernel_model` or
+    :func:`compile_model`, whose trace holds the free variables only) maps free variables, draws first, to the
     others (:func:`estimates.model.expand_draws`); it is called on blocks of
     draws and its variables join the posterior after the free ones, with
     their ``dims`` (the compiled model's).

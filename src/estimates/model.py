@@ -725,6 +725,19 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in data.items()}
 
 
+def shape_codes(data: dict[str, np.ndarray]) -> np.ndarray:
+    """Each claim's shape as its index in :data:`SHAPES`, from :func:`model_data`'s ``claims_<shape>`` arrays."""
+    code = np.zeros(len(data["claim_weight"]), dtype=np.int64)
+    for k, name in enumerate(SHAPES):
+        code[data[f"claims_{name}"]] = k
+    return code
+
+
+def model_coords(st: Structure) -> dict[str, Any]:
+    """The model's coordinates: quantities by name, cells and sources by position."""
+    return {"quantity": st.quantities, "cell": np.arange(len(st.cells)), "source": np.arange(len(st.sources))}
+
+
 def pack_numbers(data: dict[str, np.ndarray]) -> np.ndarray:
     """The arrays of :data:`NUMBERS` in ``data`` (from :func:`model_data`), flattened into one vector.
 
@@ -999,8 +1012,7 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
     sig = {k[0]: k[1:] for k in signature(st)}
     n_q = len(st.quantities)
     n_src = len(st.sources)
-    coords = {"quantity": st.quantities, "cell": np.arange(len(st.cells)), "source": np.arange(n_src)}
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=model_coords(st)) as model:
         md = model_data(st)
         packed = pm.Data("numbers", pack_numbers(md))
         d = {k: pt.as_tensor(v) for k, v in md.items() if k not in NUMBERS}
@@ -1155,9 +1167,7 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
         if fused:
             from ._fused import claims_op
 
-            code = np.zeros(len(st.claim_row), dtype=np.int64)
-            for k, name in enumerate(SHAPES):
-                code[md[f"claims_{name}"]] = k
+            code = shape_codes(md)
             term = claims_op(bool(sig["robust"][0]))(
                 log_count,
                 delta,
