@@ -252,43 +252,43 @@ def test_mixed_quantities_single_period_hierarchy_beside_a_time_series():
     assert c["Both"] == pytest.approx(c["A"] + c["B"])
 
 
-def test_whitened_walk_coordinates_map_to_the_cells_through_the_stated_blocks(make_planted_world):
-    """The sampler's ``w_walk`` are whitened cells: per block u = B w, B upper triangular (a bijection).
+def test_whitened_walk_is_the_inverse_transposed_cholesky_factor_at_each_scale(make_planted_world):
+    """The sampler's ``w_walk`` are whitened cells: per block ``u = R^-T w``, ``R R^T`` the block's precision at its scale.
 
-    The model is unchanged (B is a constant); this checks the graph applies
-    exactly the blocks of ``model_data``: at biases 0, a flat world's
-    log-count is its series' prior centre plus B w.
+    ``whiten_walk`` runs a cancellation-free recursion; here it is held to
+    numpy's dense Cholesky factor of ``walk_precision`` at random scales
+    (1e-10 relative: two orders of summation of the same factor), its
+    log-determinant to ``slogdet``, and the precision to its parts: claims
+    and the level prior on the diagonal, ``-tau / dt`` between neighbours.
     """
-    from estimates.model import _walk_precision, _whitening_layout, build, model_data
+    from estimates.model import WHITEN_TERMS, _claim_precision, _whitening_layout, model_data, walk_precision, whiten_walk
 
     claims, _ = make_planted_world()
     st = _structure(claims.drop(columns=["claim_id", "quote"], errors="ignore"))
     md = model_data(st)
     block, pos, n_blocks, size = _whitening_layout(st)
     assert n_blocks and len(md["walk_ce"]) == len(st.walk_first)  # every cell centred: the case tested
-    # the two factors of the back substitution stand for B = R^-T, R R^T the blocks' precision
-    scale, inv_p = md["walk_whiten"].reshape(2, n_blocks, size)
-    b = np.triu(inv_p[:, :, None] * scale[:, None, :])
-    q = _walk_precision(st, block, pos, n_blocks, size, md["walk_sd0"])
-    np.testing.assert_allclose(b, np.linalg.inv(np.linalg.cholesky(q)).transpose(0, 2, 1), rtol=1e-9, atol=1e-12)
-    assert (np.diagonal(b, axis1=1, axis2=2) > 0).all()
-    model = build(st)
-    with FAST:
-        outs = model.replace_rvs_by_values([model["log_count"]])
-        f = model.compile_fn(outs, inputs=model.value_vars, point_fn=True, on_unused_input="ignore")
+    terms = md["walk_whiten"].reshape(WHITEN_TERMS, n_blocks, size)
     rng = np.random.default_rng(8)
-    point = model.initial_point()
-    point = {k: np.zeros_like(v) if not k.endswith("log__") else v for k, v in point.items()}
-    w = rng.normal(size=len(md["walk_ce"]))
-    point["w_walk"] = w
-    (log_count,) = f(point)
-    wb = np.zeros((n_blocks, size))
-    wb[block, pos] = w
-    u = np.einsum("bij,bj->bi", b, wb)[block, pos]
-    values = np.zeros(len(st.walk_first))
-    values[md["walk_ce"]] = md["walk_mean0"][md["walk_ce"]] + u
-    want = values[st.leaf_root_cell[st.cell_members[:, 0]]]
-    np.testing.assert_allclose(log_count, want, rtol=1e-12)
+    for tau in (np.zeros(n_blocks), rng.uniform(0.01, 400.0, n_blocks), np.full(n_blocks, 1e8)):
+        q = walk_precision(terms, tau)
+        r = np.linalg.cholesky(q)
+        w = rng.normal(size=(5, n_blocks, size))
+        u, log_det = whiten_walk(w, np.broadcast_to(tau, (5, n_blocks)), terms)
+        want = np.linalg.solve(np.swapaxes(r, 1, 2)[None], w[..., None])[..., 0]
+        np.testing.assert_allclose(u, want, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(log_det, -0.5 * np.linalg.slogdet(q)[1].sum(), rtol=1e-12)
+    # the walk's part: neighbours in a block are one step apart, dt = 1 year here
+    dt = st.walk_sqrt_dt[md["walk_ce"]] ** 2
+    q1 = walk_precision(terms, np.full(n_blocks, 2.0))
+    q0 = walk_precision(terms, np.zeros(n_blocks))
+    step = ~st.walk_first[md["walk_ce"]]
+    np.testing.assert_allclose(q1[block[step], pos[step], pos[step] - 1], -2.0 / dt[step])
+    assert not np.any(np.triu(q0, 1)) and not np.any(np.triu(q1, 2))  # tridiagonal; steps only through tau
+    # the diagonal at tau = 0: what the claims pin, plus the level prior at the pivot
+    ce = md["walk_ce"]
+    want = _claim_precision(st)[ce] + 1e-6 + np.where(st.walk_pivot[ce] == ce, 1.0 / md["walk_sd0"][ce] ** 2, 0.0)
+    np.testing.assert_allclose(q0[block, pos, pos], want, rtol=1e-14)
 
 
 # ----------------------------------------------------------------------------- derived variables in numpy
@@ -301,7 +301,7 @@ def _derived_cases(make_planted_world):
     example = load_example("isis-2022")
     planted, _ = make_planted_world()
     loose = [*_rows(True, True), {"region": "A", "low": 1.2, "since": "2020", "time": "2021", "source": "s4"}]
-    # s4 states only a ratio, which says nothing of its bias: its quantity's biases are non-centred
+    # s4 states only a ratio, which says nothing of its bias: with a reference, that bias is non-centred (P = 0)
     rng = np.random.default_rng(1)
     long = [  # six years of tight claims by two sources: the region's walk scale is centred
         {"region": "R", "time": str(y), "source": s, "low": round(c * 0.9), "high": round(c * 1.1)}
@@ -328,7 +328,7 @@ def test_derived_variables_in_numpy_are_the_models(make_planted_world):
     ``log(exp(x))`` (the graph's, PyTensor may rewrite it) and the softplus's
     formula, which differ in the last bits.
     """
-    from estimates.model import DERIVED, expand_draws, model_data, signature
+    from estimates.model import DERIVED, bias_precision, expand_draws, model_data, signature
 
     branches = set()
     for name, st in _derived_cases(make_planted_world).items():
@@ -342,10 +342,10 @@ def test_derived_variables_in_numpy_are_the_models(make_planted_world):
             ("scale ce", sig["scale_params"][1] > 0),
             ("shares", sig["scales"][2] > 0 and st.n_logit > 0),
             ("bias level", sig["bias_params"][0] > 0),
-            ("bias nc", sig["bias_params"][1] > 0),
-            ("bias ce", sig["bias_params"][2] > 0),
-            ("reference nc", sig["bias_params"][3] > 0),
-            ("reference ce", sig["bias_params"][4] > 0),
+            ("bias contrasts", sig["bias_params"][1] > 0),
+            ("reference", sig["bias_params"][2] > 0),
+            ("a bias the claims pin", bool((bias_precision(st) > 0).any())),
+            ("a bias the claims say nothing of", bool((bias_precision(st) == 0).any())),
             ("reliability nc", sig["reliability_params"][0] > 0),
             ("reliability ce", sig["reliability_params"][1] > 0),
             ("sums", sig["sum_cells"][0]),

@@ -34,7 +34,7 @@ _N_DIM_AT = _H_META + M_N_DIM
 #: callbacks. Numba's cache checks the stamp of this file only, so an edit of
 #: the kernel alone would load the old machine code; ``tests/test_cache.py``
 #: fails until this is updated, and updating it changes this file.
-KERNEL_SOURCE = "1eea287ef9219e3606170fb95dd42a41980fbcce7725ec591b4ee9403702ddec"
+KERNEL_SOURCE = "75ab99a674e71e786d7d97e306bcff0a7313e9d9679d7a11fbd3b01cd1c1986e"
 
 
 def _logp(dim, x_, out_, logp_, user_data_):  # noqa: ANN001, ANN202 - compiled by Numba as a C callback

@@ -181,6 +181,7 @@ INTS = (
     "walk_ce",
     "whiten_block",
     "whiten_pos",
+    "whiten_scale",
     "walk_prev",
     "sibling_groups",
     "logit_group",
@@ -191,10 +192,7 @@ INTS = (
     "src_quantity",
     "bias_level_q",
     "con_quantity",
-    "con_nc",
-    "con_ce",
-    "ref_nb",
-    "ref_cb",
+    "ref_b",
     "rel_nc",
     "rel_ce",
     "claim_time_cell",
@@ -213,6 +211,7 @@ INTS = (
     I_CE,
     I_BLOCK,
     I_POS,
+    I_WHITEN_SCALE,
     I_PREV,
     I_SIB,
     I_LOGIT_GROUP,
@@ -223,10 +222,7 @@ INTS = (
     I_SRC_Q,
     I_LEVEL_Q,
     I_CON_Q,
-    I_CON_NC,
-    I_CON_CE,
-    I_REF_NB,
-    I_REF_CB,
+    I_REF_B,
     I_REL_NC,
     I_REL_CE,
     I_TIME_CELL,
@@ -254,17 +250,15 @@ F_NOT_FIRST, F_SIB_MASK, F_CELL_MASK, F_LEVEL_SCALE, F_CON_BASIS, F_REF_CENTRE, 
 FREE = (
     "sigma_walk_log__",
     "eta_walk",
-    "log_sigma_region",
+    "z_sigma_region",
     "sigma_share_log__",
     "z_walk",
     "w_walk",
     "bias_sd_log__",
     "z_bias_mean",
-    "z_bias",
-    "bias_centred",
+    "w_bias",
     "bias_mean",
-    "z_bias_ref",
-    "bias_centred_ref",
+    "w_bias_ref",
     "reliability_mean",
     "z_reliability",
     "reliability_centred",
@@ -272,17 +266,15 @@ FREE = (
 (
     X_SIGMA_WALK,
     X_ETA,
-    X_LOG_SIGMA_REGION,
+    X_Z_SIGMA_REGION,
     X_SIGMA_SHARE,
     X_Z_WALK,
     X_W_WALK,
     X_BIAS_SD,
     X_Z_BIAS_MEAN,
-    X_Z_BIAS,
-    X_BIAS_CENTRED,
+    X_W_BIAS,
     X_BIAS_MEAN,
-    X_Z_BIAS_REF,
-    X_BIAS_CENTRED_REF,
+    X_W_BIAS_REF,
     X_RELIABILITY_MEAN,
     X_Z_RELIABILITY,
     X_RELIABILITY_CENTRED,
@@ -318,7 +310,7 @@ P_WALK, P_SCALE_SD, P_REGION_SD, P_SHARE, P_BIAS, P_BIAS_MEAN_SD, P_REL_MEAN, P_
 _H_INTS = 0
 _H_FLOATS = _H_INTS + 2 * len(INTS)
 _H_NUMBERS = _H_FLOATS + 2 * len(FLOATS)
-_H_FREE = _H_NUMBERS + 2 * 10  # len(estimates.model.NUMBERS), checked in pack()
+_H_FREE = _H_NUMBERS + 2 * 12  # len(estimates.model.NUMBERS), checked in pack()
 _H_WIDTH = _H_FREE + 2 * len(FREE)
 _H_META = _H_WIDTH + 3
 HEADER = _H_META + len(META)
@@ -415,7 +407,8 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
     # walk scales: log sigma_q (normal on the log), per-region scales around it
     o_sw, n_sw = _span(ints, X_SIGMA_WALK)
     o_eta, n_eta = _span(ints, X_ETA)
-    o_lsr, n_lsr = _span(ints, X_LOG_SIGMA_REGION)
+    o_lsr, n_lsr = _span(ints, X_Z_SIGMA_REGION)
+    omega = _number(ints, numbers, 11)  # partially non-centred (estimates.model.scale_offsets)
     o_ss, n_ss = _span(ints, X_SIGMA_SHARE)
     root_q = _int(ints, I_ROOT_Q)
     scale_nc = _int(ints, I_SCALE_NC)
@@ -431,11 +424,11 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
     total += _std_normals(x, grad, o_eta, n_eta)
     for k in range(n_lsr):
         i = scale_ce[k]
-        log_sr[i] = x[o_lsr + k]
-        lp, d = _normal(x[o_lsr + k], x[o_sw + root_q[i]], prior[P_REGION_SD])
+        log_sr[i] = x[o_lsr + k] + omega[k] * x[o_sw + root_q[i]]
+        lp, d = _normal(log_sr[i], x[o_sw + root_q[i]], prior[P_REGION_SD])
         total += lp
         grad[o_lsr + k] += d
-        grad[o_sw + root_q[i]] -= d
+        grad[o_sw + root_q[i]] += (omega[k] - 1.0) * d
     scales = np.zeros(n_wr + n_ss)
     for i in range(n_wr):
         scales[i] = math.exp(log_sr[i])
@@ -484,16 +477,36 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
     block = _int(ints, I_BLOCK)
     pos = _int(ints, I_POS)
     prev = _int(ints, I_PREV)
-    ufull = np.zeros(n_blocks * size)
+    n_bs = n_blocks * size
+    ufull = np.zeros(n_bs)
+    w_scale = _int(ints, I_WHITEN_SCALE)
+    w_tau = np.zeros(n_blocks)  # 1 / sigma^2 of each block's series
+    w_d = np.ones(n_bs)  # R's diagonal, its subdiagonal, and the recursion's s_p and h_p (a step's precision)
+    w_l = np.zeros(n_bs)
+    w_s = np.zeros(n_bs)
+    w_h = np.zeros(n_bs)
     if n_w > 0:
-        wb = np.zeros(n_blocks * size)
+        wb = np.zeros(n_bs)
         for k in range(n_w):
             wb[block[k] * size + pos[k]] = x[o_w + k]
-        for bl in range(n_blocks):
-            acc = 0.0
+        for bl in range(n_blocks):  # R R^T = the block's precision at its scale (estimates.model.whiten_walk)
+            tau_b = 1.0 / scales[w_scale[bl]] ** 2 if n_sw > 0 else 0.0
+            w_tau[bl] = tau_b
+            o = bl * size
+            s_p = whiten[o] + tau_b * whiten[2 * n_bs + o]
+            for p in range(size):
+                h = tau_b * whiten[n_bs + o + p] + whiten[3 * n_bs + o + p]  # the step's precision
+                w_s[o + p] = s_p
+                w_h[o + p] = h
+                w_d[o + p] = math.sqrt(s_p + h)
+                w_l[o + p] = -h / w_d[o + p]
+                total -= math.log(w_d[o + p])  # log |det du/dw|
+                if p + 1 < size:
+                    s_p = whiten[o + p + 1] + tau_b * whiten[2 * n_bs + o + p + 1] + h * s_p / (s_p + h)
+            nxt = 0.0
             for p in range(size - 1, -1, -1):
-                acc += wb[bl * size + p] * whiten[bl * size + p]
-                ufull[bl * size + p] = acc * whiten[n_blocks * size + bl * size + p]
+                nxt = (wb[o + p] - w_l[o + p] * nxt) / w_d[o + p]
+                ufull[o + p] = nxt
         for k in range(n_w):
             j = ce[k]
             values[j] = mean0[j] + ufull[block[k] * size + pos[k]]
@@ -552,55 +565,52 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
         for s in range(n_src):
             q = q_of_src[s]
             delta[s] += tau[q] * level_scale[s] * zm_full[q]
-    o_zc, n_zc = _span(ints, X_Z_BIAS)
-    o_cc, n_cc = _span(ints, X_BIAS_CENTRED)
+    # each contrast (and reference-case bias about its mean) is w r, r =
+    # 1 / sqrt(P + 1 / tau^2), P the claims' rough precision on it
+    # (estimates.model.bias_precision): its N(0, tau) prior plus log r
+    bias_prec = _number(ints, numbers, 10)
+    o_wc, n_con = _span(ints, X_W_BIAS)
     con_q = _int(ints, I_CON_Q)
-    con_nc = _int(ints, I_CON_NC)
-    con_ce = _int(ints, I_CON_CE)
-    n_con = n_zc + n_cc
     basis = _real(ints, floats, F_CON_BASIS)
     con = np.zeros(n_con)
-    total += _std_normals(x, grad, o_zc, n_zc)
-    for k in range(n_zc):
-        con[con_nc[k]] = tau[con_q[con_nc[k]]] * x[o_zc + k]
-    for k in range(n_cc):
-        c = con_ce[k]
+    r_con = np.zeros(n_con)
+    for c in range(n_con):
         q = con_q[c]
-        con[c] = x[o_cc + k]
-        lp, d = _normal(x[o_cc + k], 0.0, tau[q])
-        total += lp
-        grad[o_cc + k] += d
-        grad[o_bsd + q] += -1.0 + (x[o_cc + k] / tau[q]) ** 2  # d/d log tau
+        r = 1.0 / math.sqrt(bias_prec[c] + 1.0 / (tau[q] * tau[q]))
+        r_con[c] = r
+        con[c] = x[o_wc + c] * r
+        lp, d = _normal(con[c], 0.0, tau[q])
+        total += lp + math.log(r)
+        grad[o_wc + c] += d * r
+        # d/d log tau of the prior at fixed con, then through r (d log r = r^2 / tau^2)
+        e = r * r / (tau[q] * tau[q])
+        grad[o_bsd + q] += -1.0 + (con[c] / tau[q]) ** 2 + (d * con[c] + 1.0) * e
     for s in range(n_src):
         acc = 0.0
         for c in range(n_con):
             acc += basis[s * n_con + c] * con[c]
         delta[s] += acc
     o_mu, n_mu = _span(ints, X_BIAS_MEAN)
-    o_zb, n_zb = _span(ints, X_Z_BIAS_REF)
-    o_db, n_db = _span(ints, X_BIAS_CENTRED_REF)
+    o_wb, n_ref = _span(ints, X_W_BIAS_REF)
     ref_centre = _real(ints, floats, F_REF_CENTRE)
-    ref_nb = _int(ints, I_REF_NB)
-    ref_cb = _int(ints, I_REF_CB)
+    ref_b = _int(ints, I_REF_B)
+    r_ref = np.zeros(n_ref)
     for q in range(n_mu):
         lp, d = _normal(x[o_mu + q], 0.0, prior[P_BIAS_MEAN_SD])
         total += lp
         grad[o_mu + q] += d
-    total += _std_normals(x, grad, o_zb, n_zb)
-    for k in range(n_zb):
-        s = ref_nb[k]
+    for k in range(n_ref):
+        s = ref_b[k]
         q = q_of_src[s]
-        delta[s] = ref_centre[s] * x[o_mu + q] + tau[q] * x[o_zb + k]
-    for k in range(n_db):
-        s = ref_cb[k]
-        q = q_of_src[s]
-        centre = ref_centre[s] * x[o_mu + q]
-        delta[s] = x[o_db + k]
-        lp, d = _normal(x[o_db + k], centre, tau[q])
-        total += lp
-        grad[o_db + k] += d
-        grad[o_mu + q] -= d * ref_centre[s]
-        grad[o_bsd + q] += -1.0 + ((x[o_db + k] - centre) / tau[q]) ** 2
+        r = 1.0 / math.sqrt(bias_prec[n_con + k] + 1.0 / (tau[q] * tau[q]))
+        r_ref[k] = r
+        off = x[o_wb + k] * r
+        delta[s] = ref_centre[s] * x[o_mu + q] + off
+        lp, d = _normal(off, 0.0, tau[q])
+        total += lp + math.log(r)
+        grad[o_wb + k] += d * r
+        e = r * r / (tau[q] * tau[q])
+        grad[o_bsd + q] += -1.0 + (off / tau[q]) ** 2 + (d * off + 1.0) * e
     # the consensus is the average source's level minus the sources' mean bias
     weights = _real(ints, floats, F_SRC_WEIGHTS)
     leaf_q = _int(ints, I_LEAF_Q)
@@ -692,26 +702,23 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
         for s in range(n_src):
             g_delta[s] += weights[q * n_src + s] * g_mean[q]
     g_tau = np.zeros(n_q)
-    for k in range(n_zb):  # around a reference
-        s = ref_nb[k]
+    for k in range(n_ref):  # around a reference: d off / d tau = off r^2 / tau^3
+        s = ref_b[k]
         q = q_of_src[s]
-        grad[o_zb + k] += g_delta[s] * tau[q]
-        g_tau[q] += g_delta[s] * x[o_zb + k]
+        r = r_ref[k]
+        grad[o_wb + k] += g_delta[s] * r
+        g_tau[q] += g_delta[s] * x[o_wb + k] * r * r * r / (tau[q] * tau[q] * tau[q])
         grad[o_mu + q] += g_delta[s] * ref_centre[s]
-    for k in range(n_db):
-        grad[o_db + k] += g_delta[ref_cb[k]]
     if n_con > 0:  # contrasts
         g_con = np.zeros(n_con)
         for s in range(n_src):
             for c in range(n_con):
                 g_con[c] += basis[s * n_con + c] * g_delta[s]
-        for k in range(n_zc):
-            c = con_nc[k]
+        for c in range(n_con):
             q = con_q[c]
-            grad[o_zc + k] += g_con[c] * tau[q]
-            g_tau[q] += g_con[c] * x[o_zc + k]
-        for k in range(n_cc):
-            grad[o_cc + k] += g_con[con_ce[k]]
+            r = r_con[c]
+            grad[o_wc + c] += g_con[c] * r
+            g_tau[q] += g_con[c] * con[c] * r * r / (tau[q] * tau[q] * tau[q])
     if n_zm > 0:  # the quantity's mean bias
         g_zm = np.zeros(n_q)
         for s in range(n_src):
@@ -739,6 +746,7 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
         for j in range(n_logit):
             g_values[n_total + j] += g_logits[j]
     g_step = np.zeros(n_walk)
+    g_step_scale = np.zeros(scales.shape[0])  # walk scales' gradient (from the whitening, then the steps)
     if n_w > 0:  # the walk's density over the centred cells
         for k in range(n_w):
             j = ce[k]
@@ -755,12 +763,31 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
         g_u = np.zeros(n_blocks * size)  # whitening: u = B w
         for k in range(n_w):
             g_u[block[k] * size + pos[k]] += g_values[ce[k]]
-        g_wb = np.zeros(n_blocks * size)
+        # w: R^-1 g_u by forward substitution; tau: u = R^-T w moves with R
+        # (du = -R^-T dR^T u), R's derivative in tau by forward accumulation
+        # of the recursion, and the log-determinant -sum log d with it
+        g_wb = np.zeros(n_bs)
         for bl in range(n_blocks):
-            acc = 0.0
+            o = bl * size
+            tau_b = w_tau[bl]
+            prv = 0.0
+            g_tau = 0.0
+            ds = whiten[2 * n_bs + o]
             for p in range(size):
-                acc += g_u[bl * size + p] * whiten[n_blocks * size + bl * size + p]
-                g_wb[bl * size + p] = acc * whiten[bl * size + p]
+                d_p, l_p, s_p, h = w_d[o + p], w_l[o + p], w_s[o + p], w_h[o + p]
+                v = (g_u[o + p] - (w_l[o + p - 1] * prv if p > 0 else 0.0)) / d_p
+                g_wb[o + p] = v
+                prv = v
+                f_p = whiten[n_bs + o + p]
+                dd = (ds + f_p) / (2.0 * d_p)
+                dl = (-f_p - l_p * dd) / d_p
+                u_next = ufull[o + p + 1] if p + 1 < size else 0.0
+                g_tau -= v * (dd * ufull[o + p] + dl * u_next) + dd / d_p
+                if p + 1 < size:
+                    ds = whiten[2 * n_bs + o + p + 1] + (f_p * s_p * s_p + h * h * ds) / ((s_p + h) ** 2)
+            if n_sw > 0 and tau_b > 0.0:
+                # tau = sigma^-2: d tau / d sigma = -2 tau / sigma
+                g_step_scale[w_scale[bl]] += g_tau * (-2.0 * tau_b / scales[w_scale[bl]])
         for k in range(n_w):
             grad[o_w + k] += g_wb[block[k] * size + pos[k]]
     if n_z > 0:  # non-centred series
@@ -788,7 +815,7 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
         for k in range(n_z):
             grad[o_z + k] += g_zf[nc[k]]
     if n_sw > 0:  # walk scales
-        g_scales = np.zeros(n_wr + n_ss)
+        g_scales = g_step_scale
         for j in range(n_walk):
             g_scales[scale_idx[j]] += g_step[j] * sqrt_dt[j]
         for k in range(n_eta):
@@ -798,7 +825,9 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
             grad[o_eta + k] += prior[P_REGION_SD] * g
         for k in range(n_lsr):
             i = scale_ce[k]
-            grad[o_lsr + k] += g_scales[i] * scales[i]
+            g = g_scales[i] * scales[i]
+            grad[o_lsr + k] += g
+            grad[o_sw + root_q[i]] += omega[k] * g
         for k in range(n_ss):
             grad[o_ss + k] += g_scales[n_wr + k] * scales[n_wr + k]
     return total, grad
@@ -879,22 +908,20 @@ def free_variables(st: Any) -> list[tuple[str, int]]:
     n_sc_nc, n_sc_ce = sig["scale_params"]
     n_nc, n_ce = sig["walk_params"]
     _, has_ref = sig["sources"]
-    n_lev, n_con_nc, n_con_ce, n_ref_nb, n_ref_cb = sig["bias_params"]
+    n_lev, n_con, n_ref = sig["bias_params"]
     n_rel_nc, n_rel_ce = sig["reliability_params"]
     sizes = {
         "sigma_walk_log__": n_wq if has_walk else 0,
         "eta_walk": n_sc_nc if has_walk else 0,
-        "log_sigma_region": n_sc_ce if has_walk else 0,
+        "z_sigma_region": n_sc_ce if has_walk else 0,
         "sigma_share_log__": n_sq if has_walk else 0,
         "z_walk": n_nc,
         "w_walk": n_ce,
         "bias_sd_log__": n_q,
         "z_bias_mean": n_lev,
-        "z_bias": n_con_nc,
-        "bias_centred": n_con_ce,
+        "w_bias": n_con,
         "bias_mean": n_q if has_ref else 0,
-        "z_bias_ref": n_ref_nb,
-        "bias_centred_ref": n_ref_cb,
+        "w_bias_ref": n_ref,
         "reliability_mean": n_q,
         "z_reliability": n_rel_nc,
         "reliability_centred": n_rel_ce,
@@ -902,27 +929,30 @@ def free_variables(st: Any) -> list[tuple[str, int]]:
     return [(name, sizes[name]) for name in FREE if sizes[name] > 0]
 
 
-def initial_point(st: Any, free: list[tuple[str, int]]) -> np.ndarray:
+def initial_point(st: Any, free: list[tuple[str, int]], data: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """PyMC's initial point of :func:`estimates.model.build`'s model, in the sampler's coordinates.
 
     Its default, each variable's support point: a normal's mean (given the
     others' support points), a log-normal's mean (on the log scale, ``mu +
-    sigma^2 / 2``), 0 for the flat whitened walk. A test compares it with
-    ``model.initial_point()``.
+    sigma^2 / 2``), 0 for the flat whitened walk and biases. ``data`` is
+    :func:`estimates.model.model_data` of ``st`` (made if not given). A test
+    compares it with ``model.initial_point()``.
     """
-    from .model import PRIORS
+    from .model import PRIORS, model_data
 
     sd = PRIORS["scale_log_sd"]
     sigma_walk = math.log(PRIORS["walk_scale"]) + 0.5 * sd * sd
-    at = {
+    at: dict[str, Any] = {
         "sigma_walk_log__": sigma_walk,
-        "log_sigma_region": sigma_walk,
         "sigma_share_log__": math.log(PRIORS["share_walk_scale"]) + 0.5 * sd * sd,
         "bias_sd_log__": math.log(PRIORS["bias_scale"]) + 0.5 * sd * sd,
         "reliability_mean": PRIORS["reliability_mean"],
         "reliability_centred": PRIORS["reliability_mean"],
     }
-    return np.concatenate([np.full(size, at.get(name, 0.0)) for name, size in free]) if free else np.zeros(0)
+    if "z_sigma_region" in dict(free):  # N((1 - omega) log sigma_q, .) at log sigma_q's support point
+        omega = (data if data is not None else model_data(st))["scale_omega"]
+        at["z_sigma_region"] = (1.0 - omega) * sigma_walk
+    return np.concatenate([np.broadcast_to(at.get(name, 0.0), (size,)) for name, size in free]) if free else np.zeros(0)
 
 
 def variable_dims(st: Any, free: list[tuple[str, int]]) -> dict[str, tuple[str, ...]]:

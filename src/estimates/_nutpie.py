@@ -496,7 +496,7 @@ def kernel_model(st: Any, data: dict[str, np.ndarray]) -> Any:
         _shapes=dict(zip(names, shapes, strict=True)),
         compiled_logp_func=logp_cb,
         compiled_expand_func=expand_cb,
-        initial_point_func=InitialPoint(_kernel.initial_point(st, free)),
+        initial_point_func=InitialPoint(_kernel.initial_point(st, free, data)),
         shared_data={DATA: numbers, "ints": ints, "floats": floats},
         user_data=_callbacks.user_data(numbers, ints, floats),
         n_expanded=n_dim,

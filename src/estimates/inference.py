@@ -245,9 +245,7 @@ def sample(
     from .model import expand_draws, model_data, pack_numbers, set_numbers
 
     which = resolve_sampler(options.sampler)
-    data = model_data(st)
-    if claim_weight is not None:
-        data["claim_weight"] = np.asarray(claim_weight, dtype=float)
+    data = model_data(st, claim_weight)
     entry, hit = _entry(st)
     builds = entry.builds
     t0 = time.perf_counter()

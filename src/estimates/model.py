@@ -302,14 +302,8 @@ def describe(
                     )
                 )
                 cell_members.append([leaf_cell_index[(lf, k)] for lf in region_leaves])
-        # sources of this quantity; their bias is centred when every source
-        # has a level claim tighter than the typical bias (data pin it)
+        # sources of this quantity
         srcs = list(dict.fromkeys(cq["source"]))
-        tight = [
-            bool(((cq["source"] == s) & ~cq["ratio"].astype(bool) & (cq["spread"] < PRIORS["bias_scale"])).any())
-            for s in srcs
-        ]
-        centred_bias = len(srcs) > 1 and all(tight)
         for s in srcs:
             src_index[(q, s)] = len(src_rows)
             src_rows.append(
@@ -319,7 +313,6 @@ def describe(
                     q_idx=qi,
                     is_reference=(s == reference),
                     n_claims=int((cq["source"] == s).sum()),
-                    centred_bias=centred_bias,
                 )
             )
 
@@ -646,16 +639,23 @@ NUMBERS = (
     "claim_observed",
     "claim_weight",
     "robust",
+    "bias_precision",
+    "scale_omega",
 )
 
 
-def model_data(st: Structure) -> dict[str, np.ndarray]:
+def model_data(st: Structure, claim_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every number the model reads, as named arrays (the model's ``pm.Data``).
 
     Two structures with the same :func:`signature` differ only in the arrays
     named in :data:`NUMBERS`, so one compiled model serves both: the sampler
-    swaps those in.
+    swaps those in. ``claim_weight`` (one per claim, default all 1) scales
+    each claim's log-likelihood (0 leaves it out) and what the sampler's
+    coordinates assume each claim says (the walk's whitening, the biases'
+    precisions), so a refit without a claim is parametrised for the data
+    it sees.
     """
+    weight = None if claim_weight is None else np.asarray(claim_weight, dtype=float)
     starts = _series_start(st.walk_first)
     nc = np.flatnonzero(~st.walk_centred)
     ce = np.flatnonzero(st.walk_centred)
@@ -666,6 +666,7 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
     if st.reference is not None:
         ref_q[q_of_src[is_ref]] = True
     bias = _bias_layout(st)
+    bias_prec = bias_precision(st, bias, weight)
     rel_ce = _reliability_centred(st)
     scale_ce = _scales_centred(st)
     weights = np.zeros((n_q, n_src))
@@ -690,7 +691,8 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
         "walk_ce": ce,
         "whiten_block": block,
         "whiten_pos": pos,
-        "walk_whiten": _walk_whitening(st, block, pos, n_blocks, size, sd0).ravel(),
+        "walk_whiten": _walk_precision_terms(st, block, pos, n_blocks, size, sd0, weight).ravel(),
+        "whiten_scale": _whitening_scale(st, block, n_blocks),
         "sibling_groups": st.sibling_groups,
         "sibling_mask": st.sibling_mask.astype(float),
         "logit_group": st.logit_group,
@@ -703,6 +705,7 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
         "src_ref_centre": ref_q[q_of_src].astype(float),
         "src_weights": weights,
         **bias,
+        "bias_precision": bias_prec,
         "scale_nc": np.flatnonzero(~scale_ce),
         "scale_ce": np.flatnonzero(scale_ce),
         "rel_nc": np.flatnonzero(~rel_ce),
@@ -717,11 +720,12 @@ def model_data(st: Structure) -> dict[str, np.ndarray]:
         "claim_observed": np.nan_to_num(obs.astype(float)),
         # 1 for every claim; 0 leaves a claim out (exact leave-one-out and
         # drop-a-source refits reuse the compiled model this way)
-        "claim_weight": np.ones(len(st.claim_row)),
+        "claim_weight": np.ones(len(st.claim_row)) if weight is None else weight,
         "robust": np.array([float(st.robust_weight), float(st.robust_sd)]),  # weight, sd
     }
     for name in SHAPES:
         data[f"claims_{name}"] = np.flatnonzero(st.claim_shape == name)
+    data["scale_omega"] = scale_offsets(st, data)
     return {k: np.ascontiguousarray(v) for k, v in data.items()}
 
 
@@ -754,7 +758,7 @@ def set_numbers(model, data: dict[str, np.ndarray]) -> None:  # noqa: ANN001 - a
     pm.set_data({"numbers": pack_numbers(data)}, model=model)
 
 
-#: Centred walk series are whitened in blocks of at most this many cells (see :func:`_walk_whitening`).
+#: Centred walk series are whitened in blocks of at most this many cells (see :func:`whiten_walk`).
 WHITEN_BLOCK = 24
 
 
@@ -777,100 +781,258 @@ def _whitening_layout(st: Structure) -> tuple[np.ndarray, np.ndarray, int, int]:
     return block.astype(np.int64).ravel(), pos.astype(np.int64), int(block.max()) + 1, int(pos.max()) + 1
 
 
-def _claim_precision(st: Structure) -> np.ndarray:
-    """Roughly how precisely the claims pin each walk cell: the sum of 1 / variance of those on it.
+def _pinned_walk_cell(st: Structure, cells: np.ndarray) -> np.ndarray:
+    """The walk cell a level claim on each reported cell mostly pins, or -1.
 
-    Only claims about one leaf's level count (not ratios, not sums of
-    regions), each on its series' total; a range counts as its softness plus
-    a uniform box, a bound as a third of a point.
+    A single leaf's cell pins its series' total (for a leaf inside a tree,
+    the total plus its log-share; counted on the total); a cell that sums
+    every leaf of one tree root at one period pins that root's total
+    (its shares sum to one). Other sums pin no one cell.
     """
-    prec = np.zeros(len(st.walk_first))
-    if not len(st.claim_row):
-        return prec
-    single = st.cell_mask.sum(axis=1) == 1
-    ok = ~st.claim_ratio.astype(bool) & single[st.claim_time_cell]
-    cell = st.leaf_root_cell[st.cell_members[st.claim_time_cell[ok], 0]]
-    s2 = st.claim_spread[ok].astype(float) ** 2
+    mask = st.cell_mask[cells]
+    roots = np.where(mask, st.leaf_root_cell[st.cell_members[cells]], -1)
+    first = roots[:, 0]
+    same = np.all((roots == first[:, None]) | ~mask, axis=1)
+    leaves_of = np.bincount(st.leaf_root_cell, minlength=len(st.walk_first))
+    n = mask.sum(axis=1)
+    return np.where((n == 1) | (same & (n == leaves_of[first])), first, -1)
+
+
+def typical_reliability() -> float:
+    """The reliability's prior median, ``exp(softplus(reliability_mean))`` (about 1.22)."""
+    return math.exp(math.log1p(math.exp(PRIORS["reliability_mean"])))
+
+
+def _rough_precision(st: Structure, ok: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """1 / variance of each claim in ``ok`` on its log target, roughly (for parametrising only), times its weight.
+
+    A point is ``1 / s^2``, a range its softness plus a uniform box, a bound
+    a third of a point (it pins one side only), ``s`` the stated spread
+    times the reliability's prior median (:func:`typical_reliability`).
+    ``weight`` is the claims' ``claim_weight`` (0: left out, as in a
+    leave-one-out refit; None: all 1).
+    """
+    w = np.ones(int(np.count_nonzero(ok))) if weight is None else np.asarray(weight, float)[ok]
+    s2 = (st.claim_spread[ok].astype(float) * typical_reliability()) ** 2
     shape = st.claim_shape[ok]
     box = shape == "box"
     half = np.zeros(len(s2))
     half[box] = (st.claim_b[ok][box] - st.claim_a[ok][box]).astype(float) / 2.0
-    p = np.where(shape == "normal", 1.0 / s2, np.where(box, 1.0 / (s2 + half**2 / 3.0), 0.3 / s2))
-    np.add.at(prec, cell, p)
+    return w * np.where(shape == "normal", 1.0 / s2, np.where(box, 1.0 / (s2 + half**2 / 3.0), 0.3 / s2))
+
+
+def _share_links(st: Structure, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For claims on single leaves inside a tree: the logit cells on each leaf's path and how much of a claim reaches each.
+
+    A leaf's log count is its root's total plus ``lambda_c - lse(siblings)``
+    along its path, whose derivative in ``lambda_c`` is ``1 - share_c``:
+    at equal shares among ``K`` siblings, a claim of precision ``p`` pins
+    the logit with about ``p (1 - 1/K)^2``. Returns ``(walk cell, factor)``,
+    each of shape (len(cells), depth); factor 0 where a path is shorter
+    or the cell is not a single leaf.
+    """
+    if not st.n_logit:
+        z = np.zeros((len(cells), 1))
+        return z.astype(np.int64), z
+    single = st.cell_mask[cells].sum(axis=1) == 1
+    paths = st.leaf_paths[st.cell_members[cells, 0]]
+    real = (paths < st.n_logit) & single[:, None]
+    j = np.minimum(paths, st.n_logit - 1)
+    k = st.sibling_mask.sum(axis=1)[st.logit_group[j]]
+    return st.n_total + j, np.where(real, (1.0 - 1.0 / np.maximum(k, 1)) ** 2, 0.0)
+
+
+def _claim_precision(st: Structure, weight: np.ndarray | None = None) -> np.ndarray:
+    """Roughly how precisely the level claims pin each walk cell: the sum of 1 / variance of those on it.
+
+    Claims whose cell pins one walk total (:func:`_pinned_walk_cell`) count
+    there, each with :func:`_rough_precision`, and a claim on a leaf inside
+    a tree also on the share logits of its path (:func:`_share_links`);
+    ratios are :func:`_ratio_precision`'s.
+    """
+    prec = np.zeros(len(st.walk_first))
+    if not len(st.claim_row):
+        return prec
+    level = ~st.claim_ratio.astype(bool)
+    cell = _pinned_walk_cell(st, st.claim_time_cell)
+    ok = level & (cell >= 0)
+    np.add.at(prec, cell[ok], _rough_precision(st, ok, weight))
+    logit, factor = _share_links(st, st.claim_time_cell[level])
+    p = _rough_precision(st, level, weight)[:, None] * factor
+    np.add.at(prec, logit[p > 0], p[p > 0])
     return prec
 
 
-def _walk_precision(
-    st: Structure, block: np.ndarray, pos: np.ndarray, n_blocks: int, size: int, sd0: np.ndarray
-) -> np.ndarray:
-    """Per block of a centred series, roughly the posterior precision of its cells (tridiagonal).
+def _ratio_precision(st: Structure, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ratio claims as pairs of walk cells of one series: the earlier cell, the later one and a rough precision.
 
-    The claims' precisions (:func:`_claim_precision`) plus the walk's own
-    (steps of sd ``walk_scale * sqrt(dt)``, the prior median of the scale; a
-    step to a cell outside the block only adds to the diagonal) plus the
-    level prior at the series' pivot. Positions a short block does not use
-    get 1 on the diagonal. Shape (n_blocks, size, size).
+    A ratio pins the difference of the two: of the totals where each cell
+    pins one (:func:`_pinned_walk_cell`), and of the share logits of a
+    leaf inside a tree (:func:`_share_links`).
+    """
+    if not len(st.claim_row):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    ratio = st.claim_ratio.astype(bool)
+    since = _pinned_walk_cell(st, st.claim_since_cell)
+    time = _pinned_walk_cell(st, st.claim_time_cell)
+    starts = _series_start(st.walk_first)
+    ok = ratio & (since >= 0) & (time >= 0) & (since != time)
+    ok &= starts[np.maximum(since, 0)] == starts[np.maximum(time, 0)]
+    lo, hi, p = [np.minimum(since, time)[ok]], [np.maximum(since, time)[ok]], [_rough_precision(st, ok, weight)]
+    l_since, f = _share_links(st, st.claim_since_cell[ratio])
+    l_time, _ = _share_links(st, st.claim_time_cell[ratio])
+    pl = _rough_precision(st, ratio, weight)[:, None] * f
+    keep = (pl > 0) & (l_since != l_time)
+    lo.append(np.minimum(l_since, l_time)[keep])
+    hi.append(np.maximum(l_since, l_time)[keep])
+    p.append(pl[keep])
+    return np.concatenate(lo), np.concatenate(hi), np.concatenate(p)
+
+
+#: Rows of :func:`_walk_precision_terms` (the model's ``walk_whiten`` numbers).
+WHITEN_TERMS = 4
+
+
+def _walk_precision_terms(
+    st: Structure,
+    block: np.ndarray,
+    pos: np.ndarray,
+    n_blocks: int,
+    size: int,
+    sd0: np.ndarray,
+    weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per block of a centred series, roughly the posterior precision of its cells, as four terms.
+
+    The precision of a block at walk scale ``sigma`` (``tau = 1 / sigma^2``)
+    is tridiagonal: ``a_p + tau * (f_{p-1} + f_p + c_p) + g_{p-1} + g_p`` on
+    the diagonal and ``-(tau * f_p + g_p)`` between positions ``p`` and
+    ``p + 1``. ``a`` holds the level claims' precisions
+    (:func:`_claim_precision`, plus 1e-6) and the level prior at the
+    series' pivot; ``f_p`` is ``1 / dt`` of the walk's step from position
+    ``p`` to ``p + 1``; ``c_p`` that of a step between ``p`` and a cell in
+    the next or previous block (it only adds to the diagonal); ``g_p`` the
+    precision of ratio claims across the step from ``p`` to ``p + 1``
+    (:func:`_ratio_precision`; one across a block's edge adds to both
+    diagonals, like ``c``; one across more than one step is left out).
+    Ratios pin a step whatever the walk's scale, which is why they are a
+    term of their own: counted as steps of the walk, a series whose only
+    data on a step is a ratio ("more than doubled") was whitened as if its
+    scale pinned it, and its coordinates then moved with the scale, a
+    funnel. Positions a short block does not use get ``a = 1`` and no
+    steps. Returns shape (4, n_blocks, size): ``a``, ``f``, ``c``, ``g``.
     """
     ce = np.flatnonzero(st.walk_centred)
-    q = np.zeros((n_blocks, size, size))
-    q[:, np.arange(size), np.arange(size)] = 1.0
-    q[block, pos, pos] = _claim_precision(st)[ce] + 1e-6
+    a = np.ones((n_blocks, size))
+    f = np.zeros((n_blocks, size))
+    c = np.zeros((n_blocks, size))
+    g = np.zeros((n_blocks, size))
+    a[block, pos] = _claim_precision(st, weight)[ce] + 1e-6
+    pivot = np.isin(ce, st.walk_pivot[ce])
+    np.add.at(a, (block[pivot], pos[pivot]), 1.0 / sd0[ce][pivot] ** 2)
     step = ~st.walk_first[ce]
-    k = 1.0 / (PRIORS["walk_scale"] ** 2 * np.where(step, st.walk_sqrt_dt[ce], 1.0) ** 2)
+    k = 1.0 / np.where(step, st.walk_sqrt_dt[ce], 1.0).astype(float) ** 2
     prev = np.searchsorted(ce, st.walk_prev[ce])  # the previous cell's place in ce (same series)
     inside = step & (block[prev] == block)
-    i, j, b, kk = pos[inside], pos[prev[inside]], block[inside], k[inside]
-    np.add.at(q, (b, i, i), kk)
-    np.add.at(q, (b, j, j), kk)
-    np.add.at(q, (b, i, j), -kk)
-    np.add.at(q, (b, j, i), -kk)
+    f[block[prev[inside]], pos[prev[inside]]] = k[inside]
     cut = step & ~inside  # the step into a block from the one before it
-    np.add.at(q, (block[cut], pos[cut], pos[cut]), k[cut])
-    np.add.at(q, (block[prev[cut]], pos[prev[cut]], pos[prev[cut]]), k[cut])
-    pivot = np.isin(ce, st.walk_pivot[ce])
-    np.add.at(q, (block[pivot], pos[pivot], pos[pivot]), 1.0 / sd0[ce][pivot] ** 2)
+    np.add.at(c, (block[cut], pos[cut]), k[cut])
+    np.add.at(c, (block[prev[cut]], pos[prev[cut]]), k[cut])
+    lo, hi, p = _ratio_precision(st, weight)
+    where = np.full(len(st.walk_first), -1)
+    where[ce] = np.arange(len(ce))
+    i, j = where[lo], where[hi]
+    one = (i >= 0) & (j >= 0) & (hi == lo + 1)  # across one step of a centred series
+    i, j, p = i[one], j[one], p[one]
+    same = block[i] == block[j]
+    np.add.at(g, (block[i[same]], pos[i[same]]), p[same])
+    np.add.at(a, (block[i[~same]], pos[i[~same]]), p[~same])
+    np.add.at(a, (block[j[~same]], pos[j[~same]]), p[~same])
+    return np.stack([a, f, c, g])
+
+
+def _whitening_scale(st: Structure, block: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Per block, the index of its series' walk scale (``walk_scale_idx``; 0 for a block without steps)."""
+    ce = np.flatnonzero(st.walk_centred)
+    step = ~st.walk_first[ce]
+    out = np.zeros(n_blocks, dtype=np.int64)
+    out[block[step]] = st.walk_scale_idx[ce][step]
+    if np.any(out[block[step]] != st.walk_scale_idx[ce][step]):
+        raise RuntimeError("internal: the steps of one whitened block have different walk scales")
+    return out
+
+
+def walk_precision(terms: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """The blocks' precision matrices at ``tau = 1 / sigma^2`` per block, dense (for tests and checks)."""
+    a, f, c, g = terms
+    n_blocks, size = a.shape
+    tau = np.asarray(tau, float)[:, None]
+    q = np.zeros((n_blocks, size, size))
+    h = tau * f + g  # each step's precision, by the walk and by ratio claims
+    below = np.concatenate([np.zeros((n_blocks, 1)), h[:, :-1]], axis=1)
+    i = np.arange(size)
+    q[:, i, i] = a + tau * c + below + h
+    q[:, i[:-1], i[1:]] = -h[:, :-1]
+    q[:, i[1:], i[:-1]] = -h[:, :-1]
     return q
 
 
-def _walk_whitening(
-    st: Structure, block: np.ndarray, pos: np.ndarray, n_blocks: int, size: int, sd0: np.ndarray
-) -> np.ndarray:
-    """Per block of a centred series, the linear map from the sampler's coordinates to the cells.
+def whiten_walk(w: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells ``u = R^-T w`` per block and ``log |det du/dw|``, ``R R^T`` the precision at ``tau``.
 
-    The sampler moves in coordinates ``w`` with cells ``u = B w`` (per
-    block). ``B = R^-T``, where ``R R^T`` is roughly the posterior precision
-    of the block's cells (:func:`_walk_precision`). ``w`` is then close to
-    independent standard normal, where the cells themselves are strongly
-    correlated (a series' level is pinned less well than its steps). ``B``
-    is a constant: the model is unchanged, only its coordinates are (the
-    Jacobian is constant).
-
-    The precision is tridiagonal (each cell meets only its neighbours), so
-    ``R`` is lower bidiagonal and ``u = B w`` is the back substitution
-    ``u_i = w_i / d_i + c_i u_{i+1}`` (``d_i = R_ii``, ``c_i = -R_{i+1,i} /
-    d_i``). With ``P_i = c_0 ... c_{i-1}`` that is ``u_i = (1 / P_i)
-    sum_{j >= i} P_j w_j / d_j``: a product by constants, a cumulative sum
-    from the block's end and another product, linear in the block's length
-    where the matrix product was quadratic (it took a third of each gradient
-    on the medium benchmark). Returns shape (2, n_blocks, size): ``P / d``
-    and ``1 / P``.
-
-    ``c`` lies in (0, 1] (``d_i^2`` is at least the next step's precision),
-    and is kept above 1e-8 so that ``P`` stays representable (at least
-    1e-184 over a block of 24); where that clips, ``B`` is no longer exactly
-    ``R^-T`` but still a constant, invertible, upper triangular map, and the
-    model is the same.
+    ``w`` has shape (..., n_blocks, size), ``tau`` (..., n_blocks),
+    ``terms`` from :func:`_walk_precision_terms` (:func:`walk_precision`
+    writes the matrix out). ``R`` is lower bidiagonal (the precision is
+    tridiagonal): ``R_pp = d_p`` and ``R_{p+1,p} = l_p``, from each step's
+    precision ``h_p = tau f_p + g_p``, ``d_p^2 = s_p + h_p``, ``l_p = -h_p /
+    d_p`` and ``s_{p+1} = a_{p+1} + tau c_{p+1} + h_p s_p / (s_p + h_p)``
+    (``s_p = d_p^2 - h_p``: every term is non-negative, so no difference
+    cancels however large ``tau`` is). Then ``u`` by back substitution from
+    the block's end, and the log-determinant is ``-sum log d``. The kernel
+    (:mod:`estimates._kernel`) runs the same recursion; :func:`build`'s
+    graph takes the same factor from a dense Cholesky decomposition.
     """
-    if not n_blocks:
-        return np.zeros((2, 0, 0))
-    q = _walk_precision(st, block, pos, n_blocks, size, sd0)
-    if np.any(np.tril(q, -2)):
-        raise RuntimeError("internal: a walk block's precision is not tridiagonal")
-    r = np.linalg.cholesky(q)
-    d = np.diagonal(r, axis1=1, axis2=2)
-    c = np.clip(-np.diagonal(r, offset=-1, axis1=1, axis2=2) / d[:, :-1], 1e-8, 1.0)
-    p = np.concatenate([np.ones((n_blocks, 1)), np.cumprod(c, axis=1)], axis=1)
-    return np.stack([p / d, 1.0 / p])
+    a, f, c, g = terms
+    size = a.shape[-1]
+    tau = np.asarray(tau, float)
+    d = np.empty(np.broadcast_shapes(w.shape, a.shape))
+    ell = np.zeros_like(d)
+    s = a[:, 0] + tau * c[:, 0]
+    for p in range(size):
+        h = tau * f[:, p] + g[:, p]
+        d[..., p] = np.sqrt(s + h)
+        ell[..., p] = -h / d[..., p]
+        if p + 1 < size:
+            s = a[:, p + 1] + tau * c[:, p + 1] + h * s / (s + h)
+    u = np.empty_like(d)
+    nxt = 0.0
+    for p in range(size - 1, -1, -1):
+        u[..., p] = (w[..., p] - ell[..., p] * nxt) / d[..., p]
+        nxt = u[..., p]
+    return u, -np.log(d).sum(axis=(-2, -1))
+
+
+def _whiten_walk_graph(wb, tau, terms, size: int):  # noqa: ANN001, ANN202 - pytensor in, pytensor out
+    """:func:`whiten_walk` in PyTensor: ``(u, log |det du/dw|)`` for blocks ``wb`` at ``tau`` per block."""
+    import pytensor.tensor as pt
+    from pytensor.tensor.slinalg import cholesky, solve_triangular
+
+    # the dense blocks and a batched Cholesky factor: the same R (the
+    # factor of a tridiagonal matrix is lower bidiagonal), written the way
+    # PyTensor differentiates and compiles quickly; the recursion of
+    # whiten_walk unrolled over 24 positions took PyTensor's rewrites minutes
+    a, f, c, g = terms[0], terms[1], terms[2], terms[3]
+    t = tau[:, None]
+    h = t * f + g
+    below = pt.concatenate([pt.zeros((f.shape[0], 1)), h[:, :-1]], axis=1)
+    i = np.arange(size)
+    q = pt.zeros((f.shape[0], size, size))
+    q = pt.set_subtensor(q[:, i, i], a + t * c + below + h)
+    q = pt.set_subtensor(q[:, i[:-1], i[1:]], -h[:, :-1])
+    q = pt.set_subtensor(q[:, i[1:], i[:-1]], -h[:, :-1])
+    r = cholesky(q, lower=True)
+    u = solve_triangular(r, wb, trans="T", lower=True, b_ndim=1)
+    return u, -pt.sum(pt.log(r[:, i, i]))
 
 
 def _helmert(n: int) -> np.ndarray:
@@ -884,6 +1046,63 @@ def _helmert(n: int) -> np.ndarray:
 
 #: A source with at least this many claims has its reliability parametrised centred.
 RELIABILITY_CENTRED_CLAIMS = 10
+
+
+def scale_information(terms: np.ndarray, first: np.ndarray, length: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Per whitened block, roughly what its claims say about its series' log walk scale (Fisher information).
+
+    The Gaussian reading of the whitening (:func:`_walk_precision_terms`):
+    the cells have prior precision ``P = tau * walk`` and the claims pin
+    them with precision ``A``; the claims' information about ``log tau`` is
+    ``0.5 * sum_k m_k^2`` over the walk's modes, ``m = A (A + P)^-1`` what
+    the claims (not the walk) determine of each, so a mode the claims
+    cannot see (faster than their noise) says nothing about the scale.
+    The series' level (its one mode the walk leaves free, counted in its
+    ``first`` block) and the positions a short block leaves empty
+    (``length``) are not modes of the walk. About ``log sigma`` it is 4
+    times that (``tau = sigma^-2``).
+    """
+    a, f, c, g = terms
+    data = walk_precision(np.stack([a, np.zeros_like(f), np.zeros_like(c), g]), np.zeros(len(a)))
+    walk = walk_precision(np.stack([np.zeros_like(a), f, c, np.zeros_like(g)]), tau)
+    m = np.linalg.solve(np.swapaxes(data + walk, 1, 2), np.swapaxes(data, 1, 2))  # (A (A + P)^-1)^T
+    modes = np.einsum("bij,bji->b", m, m) - (a.shape[1] - length) - first
+    return 4.0 * 0.5 * np.maximum(modes, 0.0)
+
+
+def scale_offsets(st: Structure, data: dict[str, np.ndarray], sigma: np.ndarray | None = None) -> np.ndarray:
+    """How far each centred region scale is shifted with its quantity's (``omega`` of :func:`build`).
+
+    ``log sigma_r = z_r + omega_r log sigma_q`` with ``z_r ~ N((1 - omega_r)
+    log sigma_q, 0.5^2)``: the same prior as ``log sigma_r ~ N(log
+    sigma_q, 0.5^2)`` (a shift, unit Jacobian), partially non-centred.
+    ``omega = prior precision / (prior precision + lambda)``, ``lambda``
+    the claims' information about ``log sigma_r`` (:func:`scale_information`
+    summed over the region's blocks, at walk scales ``sigma``, one per root
+    scale; default their prior median): then ``z_r`` and ``sigma_q`` are
+    close to independent a posteriori in the Gaussian reading, where the
+    centred ``log sigma_r`` (``omega = 0``) is tied to ``sigma_q`` when
+    the claims pin ``sigma_r`` loosely, and the non-centred one (``omega =
+    1``) when they pin it well. Any ``omega`` gives the same model.
+    """
+    ce = data["scale_ce"]
+    if not len(ce):
+        return np.zeros(0)
+    block, _, n_blocks, size = _whitening_layout(st)
+    terms = data["walk_whiten"].reshape(WHITEN_TERMS, n_blocks, size)
+    n_roots = len(st.walk_root_quantity)
+    sigma = np.full(n_roots, PRIORS["walk_scale"]) if sigma is None else np.asarray(sigma, float)
+    scale = data["whiten_scale"]
+    roots = scale < n_roots  # blocks of region totals (not of share logits)
+    length = np.bincount(block, minlength=n_blocks)
+    first = np.zeros(n_blocks)
+    first[block[st.walk_first[data["walk_ce"]]]] = 1.0
+    info = np.zeros(n_roots)
+    if roots.any():
+        lam = scale_information(terms[:, roots], first[roots], length[roots], sigma[scale[roots]] ** -2.0)
+        np.add.at(info, scale[roots], lam)
+    prior = PRIORS["walk_region_sd"] ** -2.0
+    return prior / (prior + info[ce])
 
 
 #: A region's walk scale is centred when data pin at least this many of its steps (and all of them).
@@ -912,20 +1131,17 @@ def _bias_layout(st: Structure) -> dict[str, np.ndarray]:
 
     Quantities without a reference source: one mean per quantity
     (``bias_level_q``, scaled by ``1/sqrt(S)``) and ``S - 1`` contrasts per
-    quantity, the columns of the block-diagonal ``con_basis``; contrasts are
-    centred (``con_ce``) when every source of the quantity makes a tight
-    claim, non-centred (``con_nc``) otherwise. Quantities with a reference:
-    the other sources one by one (``ref_nb`` non-centred, ``ref_cb`` centred).
+    quantity, the columns of the block-diagonal ``con_basis``. Quantities
+    with a reference: the other sources one by one (``ref_b``).
     """
     n_src = len(st.sources)
     n_q = len(st.quantities)
     q_of_src = st.sources["q_idx"].to_numpy(np.int64) if n_src else np.zeros(0, np.int64)
     is_ref = st.sources["is_reference"].to_numpy(bool) if n_src else np.zeros(0, bool)
-    tight = st.sources["centred_bias"].to_numpy(bool) if n_src else np.zeros(0, bool)
     ref_q = np.zeros(n_q, dtype=bool)
     ref_q[q_of_src[is_ref]] = True
     level_q, level_scale = [], np.zeros(n_src)
-    blocks: list[tuple[np.ndarray, np.ndarray, int, bool]] = []  # (source rows, basis, q, centred)
+    blocks: list[tuple[np.ndarray, np.ndarray, int]] = []  # (source rows, basis, q)
     for q in range(n_q):
         rows = np.flatnonzero(q_of_src == q)
         if ref_q[q] or not len(rows):
@@ -933,28 +1149,85 @@ def _bias_layout(st: Structure) -> dict[str, np.ndarray]:
         level_q.append(q)
         level_scale[rows] = 1.0 / math.sqrt(len(rows))
         if len(rows) > 1:
-            blocks.append((rows, _helmert(len(rows)), q, bool(tight[rows].all())))
-    n_con = sum(b.shape[1] for _, b, _, _ in blocks)
+            blocks.append((rows, _helmert(len(rows)), q))
+    n_con = sum(b.shape[1] for _, b, _ in blocks)
     basis = np.zeros((n_src, n_con))
     con_q = np.zeros(n_con, dtype=np.int64)
-    con_centred = np.zeros(n_con, dtype=bool)
     col = 0
-    for rows, b, q, centred in blocks:
+    for rows, b, q in blocks:
         basis[rows, col : col + b.shape[1]] = b
         con_q[col : col + b.shape[1]] = q
-        con_centred[col : col + b.shape[1]] = centred
         col += b.shape[1]
-    in_ref_q = ref_q[q_of_src] & ~is_ref
     return {
         "bias_level_q": np.array(level_q, dtype=np.int64),
         "bias_level_scale": level_scale,
         "con_basis": basis,
         "con_quantity": con_q,
-        "con_nc": np.flatnonzero(~con_centred),
-        "con_ce": np.flatnonzero(con_centred),
-        "ref_nb": np.flatnonzero(in_ref_q & ~tight),
-        "ref_cb": np.flatnonzero(in_ref_q & tight),
+        "ref_b": np.flatnonzero(ref_q[q_of_src] & ~is_ref),
     }
+
+
+def _bias_information(st: Structure, weight: np.ndarray | None = None) -> np.ndarray:
+    """Roughly what the claims say about the sources' biases: their information matrix, the counts integrated out.
+
+    A Gaussian approximation, for parametrising the biases only (see
+    :func:`bias_precision`): each level claim that pins one walk total
+    (:func:`_pinned_walk_cell`) reads ``x + delta_s`` with precision
+    :func:`_rough_precision`; the totals follow their walks at the prior
+    median scale, with their level priors, and ratio claims pin the
+    difference of their two totals. The biases' information is the
+    claims' precision per source minus what the counts absorb (the Schur
+    complement of the counts' block): two sources only tell their biases
+    apart where their claims can be compared, on one cell or through the
+    walk between cells. Shape (n_sources, n_sources).
+    """
+    n_x, n_src = st.n_total, len(st.sources)
+    info = np.zeros((n_src, n_src))
+    if not n_src or not len(st.claim_row) or not n_x:
+        return info
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
+    cell = _pinned_walk_cell(st, st.claim_time_cell)
+    ok = ~st.claim_ratio.astype(bool) & (cell >= 0)
+    p, x, src = _rough_precision(st, ok, weight), cell[ok], st.claim_source[ok]
+    diag = np.bincount(x, weights=p, minlength=n_x)
+    cells = np.arange(n_x)
+    pivot = st.walk_pivot[:n_x] == cells
+    diag[pivot] += 1.0 / st.walk_prior_sd[_series_start(st.walk_first)[:n_x][pivot]] ** 2
+    j = np.flatnonzero(~st.walk_first[:n_x])  # steps of the totals' walks, at the prior median scale
+    i, k = st.walk_prev[j], 1.0 / (PRIORS["walk_scale"] ** 2 * st.walk_sqrt_dt[j] ** 2)
+    lo, hi, pr = _ratio_precision(st, weight)
+    lo, hi, pr = lo[hi < n_x], hi[hi < n_x], pr[hi < n_x]  # the totals' only
+    i, j, k = np.concatenate([i, lo]), np.concatenate([j, hi]), np.concatenate([k, pr])
+    rows = np.concatenate([cells, i, j, i, j])
+    cols = np.concatenate([cells, i, j, j, i])
+    q_xx = sparse.csc_matrix((np.concatenate([diag, k, k, -k, -k]), (rows, cols)), shape=(n_x, n_x))
+    q_xd = np.zeros((n_x, n_src))
+    np.add.at(q_xd, (x, src), p)
+    info[np.diag_indices(n_src)] = np.bincount(src, weights=p, minlength=n_src)
+    return info - q_xd.T @ splu(q_xx).solve(q_xd)
+
+
+def bias_precision(
+    st: Structure, layout: dict[str, np.ndarray] | None = None, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Per bias parameter, roughly how precisely the claims pin it: contrasts first, then reference-case biases.
+
+    The diagonal of :func:`_bias_information` in the contrasts' basis
+    (each contrast's precision given the others) and, with a reference,
+    at each other source. :func:`build` parametrises each as ``w /
+    sqrt(P + 1 / tau^2)``: centred where the data pin it (``P`` large),
+    non-centred where they say nothing (``P = 0``), and in between, so
+    ``w`` is about as wide at every ``tau``: no funnel between ``tau``
+    and a bias the data pin only loosely (the article's two sources of
+    fighters had one, and diverged there).
+    """
+    b = layout if layout is not None else _bias_layout(st)
+    info = _bias_information(st, weight)
+    con = np.einsum("sc,st,tc->c", b["con_basis"], info, b["con_basis"])
+    ref = np.diagonal(info)[b["ref_b"]]
+    return np.maximum(np.concatenate([con, ref]), 0.0)
 
 
 def signature(st: Structure) -> tuple:
@@ -977,7 +1250,7 @@ def signature(st: Structure) -> tuple:
         ("sources", len(st.sources), bool(is_ref.any())),
         ("scale_params", int((~scale_ce).sum()), int(scale_ce.sum())),
         ("reliability_params", int((~rel_ce).sum()), int(rel_ce.sum())),
-        ("bias_params", len(b["bias_level_q"]), len(b["con_nc"]), len(b["con_ce"]), len(b["ref_nb"]), len(b["ref_cb"])),
+        ("bias_params", len(b["bias_level_q"]), b["con_basis"].shape[1], len(b["ref_b"])),
         ("sum_cells", st.cell_members.shape[1] > 1),
         ("shapes", tuple(bool((st.claim_shape == s).any()) for s in SHAPES)),
         ("robust", bool(st.robust)),
@@ -1026,9 +1299,11 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
         n_nc, n_ce = sig["walk_params"]
         if has_walk:
             sigma_q = pm.LogNormal("sigma_walk", math.log(PRIORS["walk_scale"]), PRIORS["scale_log_sd"], shape=n_wq)
-            # per-region scales around the quantity's: centred where the data
-            # pin a region's steps (its scale is learnt from them; the
-            # non-centred pair would trade off along a ridge), else non-centred
+            # per-region scales around the quantity's: where the data pin a
+            # region's steps, partially non-centred by how much they say of
+            # its scale (scale_offsets; centred, the two traded off along a
+            # ridge when the claims pin the scale loosely, and non-centred
+            # when they pin it well), else non-centred
             n_sc_nc, n_sc_ce = sig["scale_params"]
             log_sq = pt.log(sigma_q)[d["walk_root_quantity"]]
             log_sr = pt.zeros(n_wr)
@@ -1038,8 +1313,10 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
                 log_sr = pt.set_subtensor(log_sr[i_nc], log_sq[i_nc] + PRIORS["walk_region_sd"] * eta)
             if n_sc_ce:
                 i_ce = d["scale_ce"]
-                lc = pm.Normal("log_sigma_region", log_sq[i_ce], PRIORS["walk_region_sd"], shape=n_sc_ce)
-                log_sr = pt.set_subtensor(log_sr[i_ce], lc)
+                # partially non-centred (scale_offsets): z + omega log sigma_q
+                om = d["scale_omega"]
+                z_sr = pm.Normal("z_sigma_region", (1.0 - om) * log_sq[i_ce], PRIORS["walk_region_sd"], shape=n_sc_ce)
+                log_sr = pt.set_subtensor(log_sr[i_ce], z_sr + om * log_sq[i_ce])
             sigma_root = pt.exp(log_sr)
             if n_sq:
                 sigma_share = pm.LogNormal(
@@ -1065,22 +1342,24 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
             nc_values = level + cs - cs[d["walk_pivot"]]
             values = pt.set_subtensor(values[nc], nc_values[nc])
         if n_ce:
-            # the sampler's coordinates are whitened cells (_walk_whitening):
-            # u = B w per block, u the latent values minus their series' prior centre
+            # the sampler's coordinates are whitened cells (whiten_walk): u =
+            # R^-T w per block, R R^T the block's rough posterior precision at
+            # its series' current walk scale; u the latent values minus their
+            # series' prior centre, log |det du/dw| added to the density
             ce = d["walk_ce"]
             n_blocks, size = sig["whiten"]
             w = pm.Flat("w_walk", shape=n_ce)
             block, pos = d["whiten_block"], d["whiten_pos"]
             wb = pt.set_subtensor(pt.zeros((n_blocks, size))[block, pos], w)
-            # u = B w by back substitution (_walk_whitening): scale, sum from the block's end, scale
-            white = d["walk_whiten"].reshape((2, n_blocks, size))
-            u = (pt.cumsum((wb * white[0])[:, ::-1], axis=1)[:, ::-1] * white[1])[block, pos]
-            values = pt.set_subtensor(values[ce], d["walk_mean0"][ce] + u)
+            terms = d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size))
+            tau = scales[d["whiten_scale"]] ** -2 if has_walk else pt.zeros(n_blocks)
+            ub, log_det = _whiten_walk_graph(wb, tau, terms, size)
+            values = pt.set_subtensor(values[ce], d["walk_mean0"][ce] + ub[block, pos])
             lev = (values[d["walk_pivot"][ce]] - d["walk_mean0"][ce]) / d["walk_sd0"][ce]
             st_ce = pt.maximum(step[ce], 1e-12)
             stp = (values[ce] - values[d["walk_prev"][ce]]) / st_ce
             lp = pt.switch(pt.gt(d["walk_not_first"][ce], 0.5), -0.5 * stp * stp - pt.log(st_ce), -0.5 * lev * lev)
-            pm.Potential("walk_centred", pt.sum(lp))
+            pm.Potential("walk_centred", pt.sum(lp) + log_det)
         totals = values[: st.n_total]
         # ---- log shares and leaves
         if st.n_logit:
@@ -1094,7 +1373,7 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
         # ---- sources (before the cells: the level is anchored on the average source)
         q_of_src = d["src_quantity"]
         _, has_ref = sig["sources"]
-        n_lev, n_con_nc, n_con_ce, n_ref_nb, n_ref_cb = sig["bias_params"]
+        n_lev, n_con, n_ref = sig["bias_params"]
         tau = pm.LogNormal("bias_sd", math.log(PRIORS["bias_scale"]), PRIORS["scale_log_sd"], dims="quantity")
         delta = pt.zeros(n_src)
         # Without a reference, the biases of a quantity's S sources are split
@@ -1107,28 +1386,28 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
             zm = pm.Normal("z_bias_mean", 0.0, 1.0, shape=n_lev)
             zm_full = pt.set_subtensor(pt.zeros(n_q)[d["bias_level_q"]], zm)
             delta = delta + tau[q_of_src] * d["bias_level_scale"] * zm_full[q_of_src]
-        if n_con_nc or n_con_ce:
-            q_of_con = d["con_quantity"]
-            con = pt.zeros(n_con_nc + n_con_ce)
-            if n_con_nc:  # contrasts the data say little about: non-centred
-                zc = pm.Normal("z_bias", 0.0, 1.0, shape=n_con_nc)
-                con = pt.set_subtensor(con[d["con_nc"]], tau[q_of_con[d["con_nc"]]] * zc)
-            if n_con_ce:  # contrasts the data pin (several sources, tight claims): centred
-                cc = pm.Normal("bias_centred", 0.0, tau[q_of_con[d["con_ce"]]], shape=n_con_ce)
-                con = pt.set_subtensor(con[d["con_ce"]], cc)
+        # Each contrast (or, with a reference, each other source's bias
+        # about its mean) is w / sqrt(P + 1 / tau^2), P what the claims say
+        # about it (bias_precision): centred where they pin it, non-centred
+        # where they say nothing, so w is about as wide whatever tau is
+        prec = d["bias_precision"]
+        if n_con:
+            t_con = tau[d["con_quantity"]]
+            r_con = 1.0 / pt.sqrt(prec[:n_con] + t_con**-2)
+            con = pm.Flat("w_bias", shape=n_con) * r_con
+            pm.Potential("bias_contrasts", pt.sum(pm.logp(pm.Normal.dist(0.0, t_con), con) + pt.log(r_con)))
             delta = delta + pt.dot(d["con_basis"], con)
         if has_ref:
             # with a reference: its bias is 0, the others' ~ N(mu, tau)
             mu = pm.Normal("bias_mean", 0.0, PRIORS["bias_mean_sd"], dims="quantity")
             centre = d["src_ref_centre"] * mu[q_of_src]
-            if n_ref_nb:
-                nb = d["ref_nb"]
-                zb = pm.Normal("z_bias_ref", 0.0, 1.0, shape=n_ref_nb)
-                delta = pt.set_subtensor(delta[nb], centre[nb] + tau[q_of_src[nb]] * zb)
-            if n_ref_cb:
-                cb = d["ref_cb"]
-                db = pm.Normal("bias_centred_ref", centre[cb], tau[q_of_src[cb]], shape=n_ref_cb)
-                delta = pt.set_subtensor(delta[cb], db)
+            if n_ref:
+                rb = d["ref_b"]
+                t_ref = tau[q_of_src[rb]]
+                r_ref = 1.0 / pt.sqrt(prec[n_con:] + t_ref**-2)
+                off = pm.Flat("w_bias_ref", shape=n_ref) * r_ref
+                pm.Potential("bias_about_mean", pt.sum(pm.logp(pm.Normal.dist(0.0, t_ref), off) + pt.log(r_ref)))
+                delta = pt.set_subtensor(delta[rb], centre[rb] + off)
         delta = pm.Deterministic("log_bias", delta, dims="source")
         # The walk describes the level as the average source states it; the
         # consensus level is that minus the sources' mean bias. With one
@@ -1219,7 +1498,7 @@ def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.
             i_nc = d["scale_nc"]
             log_sr[:, i_nc] = log_sq[:, i_nc] + PRIORS["walk_region_sd"] * free["eta_walk"]
         if n_sc_ce:
-            log_sr[:, d["scale_ce"]] = free["log_sigma_region"]
+            log_sr[:, d["scale_ce"]] = free["z_sigma_region"] + d["scale_omega"] * log_sq[:, d["scale_ce"]]
         scales = np.exp(log_sr)
         if n_sq:
             out["sigma_share"] = np.exp(free["sigma_share_log__"])
@@ -1244,9 +1523,9 @@ def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.
         block, pos = d["whiten_block"], d["whiten_pos"]
         wb = np.zeros((n, n_blocks, size))
         wb[:, block, pos] = free["w_walk"]
-        white = d["walk_whiten"].reshape((2, n_blocks, size))
-        u = (np.cumsum((wb * white[0])[:, :, ::-1], axis=2)[:, :, ::-1] * white[1])[:, block, pos]
-        values[:, ce] = d["walk_mean0"][ce] + u
+        tau = scales[:, d["whiten_scale"]] ** -2.0 if has_walk else np.zeros((n, n_blocks))
+        ub, _ = whiten_walk(wb, tau, d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size)))
+        values[:, ce] = d["walk_mean0"][ce] + ub[:, block, pos]
     totals = values[:, : st.n_total]
     if st.n_logit:
         logits = values[:, st.n_total :]
@@ -1257,7 +1536,7 @@ def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.
         leaf = totals[:, d["leaf_root_cell"]]
     q_of_src = d["src_quantity"]
     _, has_ref = sig["sources"]
-    n_lev, n_con_nc, n_con_ce, n_ref_nb, n_ref_cb = sig["bias_params"]
+    n_lev, n_con, n_ref = sig["bias_params"]
     tau = np.exp(free["bias_sd_log__"])
     out["bias_sd"] = tau
     delta = np.zeros((n, n_src))
@@ -1265,21 +1544,16 @@ def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.
         zm_full = np.zeros((n, n_q))
         zm_full[:, d["bias_level_q"]] = free["z_bias_mean"]
         delta = delta + tau[:, q_of_src] * d["bias_level_scale"] * zm_full[:, q_of_src]
-    if n_con_nc or n_con_ce:
-        q_of_con = d["con_quantity"]
-        con = np.zeros((n, n_con_nc + n_con_ce))
-        if n_con_nc:
-            con[:, d["con_nc"]] = tau[:, q_of_con[d["con_nc"]]] * free["z_bias"]
-        if n_con_ce:
-            con[:, d["con_ce"]] = free["bias_centred"]
+    prec = d["bias_precision"]
+    if n_con:
+        con = free["w_bias"] / np.sqrt(prec[:n_con] + tau[:, d["con_quantity"]] ** -2.0)
         delta = delta + con @ d["con_basis"].T
     if has_ref:
         centre = d["src_ref_centre"] * free["bias_mean"][:, q_of_src]
-        if n_ref_nb:
-            nb = d["ref_nb"]
-            delta[:, nb] = centre[:, nb] + tau[:, q_of_src[nb]] * free["z_bias_ref"]
-        if n_ref_cb:
-            delta[:, d["ref_cb"]] = free["bias_centred_ref"]
+        if n_ref:
+            rb = d["ref_b"]
+            off = free["w_bias_ref"] / np.sqrt(prec[n_con:] + tau[:, d["src_quantity"][rb]] ** -2.0)
+            delta[:, rb] = centre[:, rb] + off
     out["log_bias"] = delta
     leaf = leaf - (delta @ d["src_weights"].T)[:, d["leaf_quantity"]]
     if sig["sum_cells"][0]:
