@@ -494,6 +494,64 @@ def test_sample_hands_nutpie_the_kernel_by_default(monkeypatch):
     assert _nutpie.is_kernel(seen[0])
 
 
+def test_chains_start_at_a_mode_of_the_density_not_at_the_prior(monkeypatch):
+    """``sample()`` hands nutpie a model whose chains start at the kernel's mode (plus the usual jitter).
+
+    The mode: higher density than the priors' point, a gradient 1e3 times
+    smaller (L-BFGS's own stopping rule, on a density that starts some
+    1e3 from it), and found by gradients that count in the fit's. With
+    ``init="prior"`` nothing is searched.
+    """
+    nutpie = pytest.importorskip("nutpie")
+    from estimates import _nutpie
+
+    st = _structure(*_example())
+    compiled = _nutpie.kernel_model(st, model_data(st))
+    x0 = compiled.initial_point_func.base
+    top, used = _nutpie.mode(compiled)
+    assert used > 0 and top is not None
+    _, lp0, g0 = _nutpie._evaluate(compiled, x0)
+    _, lp1, g1 = _nutpie._evaluate(compiled, top)
+    assert lp1 > lp0 and np.abs(g1).max() < 1e-3 * np.abs(g0).max()
+    moved = _nutpie.start_at(compiled, top)
+    np.testing.assert_array_equal(moved.initial_point_func.base, top)
+    assert np.abs(moved.initial_point_func(5) - top).max() <= 1.0  # U(-1, 1) jitter
+    with pytest.raises(ValueError, match="coordinates"):
+        _nutpie.start_at(compiled, top[:-1])
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_sample(compiled, **kwargs):
+        seen.append(compiled.initial_point_func.base)
+        raise Stop
+
+    monkeypatch.setattr(nutpie, "sample", fake_sample)
+    inference.clear_cache()
+    try:
+        for init in ("mode", "prior"):
+            with pytest.raises(Stop):
+                inference.sample(st, inference.SamplerOptions(sampler="nutpie", init=init), 0)
+    finally:
+        inference.clear_cache()
+    np.testing.assert_allclose(seen[0], top, rtol=1e-9, atol=1e-9)  # the same search, the same point
+    np.testing.assert_array_equal(seen[1], x0)
+
+
+def test_a_failed_search_for_the_mode_leaves_the_start_alone(monkeypatch):
+    """Where the density cannot be evaluated (here: a wrong dimension), the priors' point stays the start."""
+    pytest.importorskip("nutpie")
+    from estimates import _nutpie
+
+    st = _structure(*_example())
+    compiled = _nutpie.kernel_model(st, model_data(st))
+    short = dataclasses.replace(compiled, _n_dim=compiled.n_dim - 1)
+    top, used = _nutpie.mode(short, np.zeros(compiled.n_dim - 1))
+    assert top is None and used >= 1
+
+
 def test_a_new_process_loads_the_kernel_from_disk():
     """The callbacks are compiled once per machine: a new process finds them in Numba's cache."""
     import subprocess

@@ -109,8 +109,32 @@ def test_one_seed_gives_reproducible_and_distinct_streams():
 
 
 @pytest.mark.parametrize(
-    "kw", [{"draws": 0}, {"tune": -1}, {"chains": 1.5}, {"target_accept": 1.0}, {"sampler": "stan"}, {"draws": True}]
+    "kw",
+    [
+        {"draws": 0},
+        {"tune": -1},
+        {"chains": 1.5},
+        {"target_accept": 1.0},
+        {"sampler": "stan"},
+        {"draws": True},
+        {"init": "map"},
+    ],
 )
 def test_bad_sampler_options_raise(kw):
     with pytest.raises(OptionError):
         SamplerOptions(**kw)
+
+
+def test_sampler_defaults_have_one_home():
+    """``reconcile``'s and the command line's draws, tune, chains and target acceptance are SamplerOptions'."""
+    import inspect
+
+    import estimates as est
+    from estimates.cli import _parser
+
+    params = inspect.signature(est.reconcile).parameters
+    defaults = SamplerOptions()
+    for name in ("draws", "tune", "chains", "target_accept"):
+        assert params[name].default == getattr(defaults, name), name
+    args = _parser().parse_args(["reconcile", "claims.csv"])
+    assert (args.draws, args.tune, args.chains) == (defaults.draws, defaults.tune, defaults.chains)

@@ -253,7 +253,7 @@ def test_mixed_quantities_single_period_hierarchy_beside_a_time_series():
 
 
 def test_whitened_walk_is_the_inverse_transposed_cholesky_factor_at_each_scale(make_planted_world):
-    """The sampler's ``w_walk`` are whitened cells: per block ``u = R^-T w``, ``R R^T`` the block's precision at its scale.
+    """The sampler's ``w_walk`` are whitened cells: per block ``u = R^-T w``, ``R R^T`` its precision at its scale.
 
     ``whiten_walk`` runs a cancellation-free recursion; here it is held to
     numpy's dense Cholesky factor of ``walk_precision`` at random scales
@@ -261,13 +261,20 @@ def test_whitened_walk_is_the_inverse_transposed_cholesky_factor_at_each_scale(m
     log-determinant to ``slogdet``, and the precision to its parts: claims
     and the level prior on the diagonal, ``-tau / dt`` between neighbours.
     """
-    from estimates.model import WHITEN_TERMS, _claim_precision, _whitening_layout, model_data, walk_precision, whiten_walk
+    from estimates.model import (
+        WHITEN_TERMS,
+        _claim_precision,
+        _whitening_layout,
+        model_data,
+        walk_precision,
+        whiten_walk,
+    )
 
     claims, _ = make_planted_world()
     st = _structure(claims.drop(columns=["claim_id", "quote"], errors="ignore"))
     md = model_data(st)
     block, pos, n_blocks, size = _whitening_layout(st)
-    assert n_blocks and len(md["walk_ce"]) == len(st.walk_first)  # every cell centred: the case tested
+    assert n_blocks == 3 and size == 4  # three regions, four years: one block each
     terms = md["walk_whiten"].reshape(WHITEN_TERMS, n_blocks, size)
     rng = np.random.default_rng(8)
     for tau in (np.zeros(n_blocks), rng.uniform(0.01, 400.0, n_blocks), np.full(n_blocks, 1e8)):
@@ -279,15 +286,15 @@ def test_whitened_walk_is_the_inverse_transposed_cholesky_factor_at_each_scale(m
         np.testing.assert_allclose(u, want, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(log_det, -0.5 * np.linalg.slogdet(q)[1].sum(), rtol=1e-12)
     # the walk's part: neighbours in a block are one step apart, dt = 1 year here
-    dt = st.walk_sqrt_dt[md["walk_ce"]] ** 2
+    dt = st.walk_sqrt_dt**2
     q1 = walk_precision(terms, np.full(n_blocks, 2.0))
     q0 = walk_precision(terms, np.zeros(n_blocks))
-    step = ~st.walk_first[md["walk_ce"]]
+    step = ~st.walk_first
     np.testing.assert_allclose(q1[block[step], pos[step], pos[step] - 1], -2.0 / dt[step])
     assert not np.any(np.triu(q0, 1)) and not np.any(np.triu(q1, 2))  # tridiagonal; steps only through tau
     # the diagonal at tau = 0: what the claims pin, plus the level prior at the pivot
-    ce = md["walk_ce"]
-    want = _claim_precision(st)[ce] + 1e-6 + np.where(st.walk_pivot[ce] == ce, 1.0 / md["walk_sd0"][ce] ** 2, 0.0)
+    cells = np.arange(len(st.walk_first))
+    want = _claim_precision(st) + 1e-6 + np.where(st.walk_pivot == cells, 1.0 / md["walk_sd0"] ** 2, 0.0)
     np.testing.assert_allclose(q0[block, pos, pos], want, rtol=1e-14)
 
 
@@ -321,25 +328,27 @@ def _derived_cases(make_planted_world):
     }
 
 
-def test_derived_variables_in_numpy_are_the_models(make_planted_world):
+def test_derived_variables_in_numpy_are_the_models(make_planted_world, monkeypatch):
     """``expand_draws`` (what nutpie's draws are expanded with) gives the graph's deterministics at random points.
 
     Tolerance 1e-12 relative: the same operations in the same order, except
     ``log(exp(x))`` (the graph's, PyTensor may rewrite it) and the softplus's
-    formula, which differ in the last bits.
+    formula, which differ in the last bits. Series are whitened in blocks
+    of 3 here, so the longer ones take the steps between blocks.
     """
-    from estimates.model import DERIVED, bias_precision, expand_draws, model_data, signature
+    from estimates import model as model_module
+    from estimates.model import DERIVED, WHITEN_TERMS, bias_precision, expand_draws, model_data, signature
 
+    monkeypatch.setattr(model_module, "WHITEN_BLOCK", 3)
     branches = set()
     for name, st in _derived_cases(make_planted_world).items():
         model = build(st)
         sig = {k[0]: k[1:] for k in signature(st)}
+        md = model_data(st)
         branches |= {
             ("walk", sig["walk"][3]),
-            ("nc", sig["walk_params"][0] > 0),
-            ("ce", sig["walk_params"][1] > 0),
-            ("scale nc", sig["scale_params"][0] > 0),
-            ("scale ce", sig["scale_params"][1] > 0),
+            ("a step the claims pin by a ratio", bool(md["walk_whiten"].reshape(WHITEN_TERMS, -1)[3].any())),
+            ("a series in more than one block", sig["whiten"][0] > int(st.walk_first.sum())),
             ("shares", sig["scales"][2] > 0 and st.n_logit > 0),
             ("bias level", sig["bias_params"][0] > 0),
             ("bias contrasts", sig["bias_params"][1] > 0),
@@ -368,7 +377,7 @@ def test_derived_variables_in_numpy_are_the_models(make_planted_world):
     assert not missing, f"no case takes the branch(es) {sorted(missing)}"
 
 
-def test_the_kernel_is_the_models_log_density(make_planted_world):
+def test_the_kernel_is_the_models_log_density(make_planted_world, monkeypatch):
     """``estimates._kernel.model_logp`` (what nutpie samples) is the PyMC model's log-density and gradient.
 
     At random points of layouts that take every branch (see above), in the
@@ -380,9 +389,13 @@ def test_the_kernel_is_the_models_log_density(make_planted_world):
     sd) as float32 and takes its log in float32, 1.9e-9 off per such normal
     term (``pm.logp(pm.Normal.dist(0, 0.5), 0.3)`` against scipy shows it);
     the kernel's log is float64's. A constant does not move the sampler.
+    Series are whitened in blocks of 3, as above.
     """
     from estimates import _kernel
+    from estimates import model as model_module
     from estimates.model import model_data, pack_numbers
+
+    monkeypatch.setattr(model_module, "WHITEN_BLOCK", 3)
 
     for name, st in _derived_cases(make_planted_world).items():
         model = build(st)

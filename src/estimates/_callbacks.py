@@ -34,7 +34,7 @@ _N_DIM_AT = _H_META + M_N_DIM
 #: callbacks. Numba's cache checks the stamp of this file only, so an edit of
 #: the kernel alone would load the old machine code; ``tests/test_cache.py``
 #: fails until this is updated, and updating it changes this file.
-KERNEL_SOURCE = "75ab99a674e71e786d7d97e306bcff0a7313e9d9679d7a11fbd3b01cd1c1986e"
+KERNEL_SOURCE = "54757d138d4943807ea082e883a830d7a801fb19e6404d2a1d081dc0f39b5dc6"
 
 
 def _logp(dim, x_, out_, logp_, user_data_):  # noqa: ANN001, ANN202 - compiled by Numba as a C callback

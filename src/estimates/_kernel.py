@@ -172,13 +172,8 @@ def claims_logp(
 #: Index arrays of :func:`estimates.model.model_data` the kernel reads, then the claims' shape codes.
 INTS = (
     "walk_root_quantity",
-    "scale_nc",
-    "scale_ce",
     "walk_scale_idx",
-    "walk_start",
-    "walk_nc",
     "walk_pivot",
-    "walk_ce",
     "whiten_block",
     "whiten_pos",
     "whiten_scale",
@@ -202,13 +197,8 @@ INTS = (
 )
 (
     I_ROOT_Q,
-    I_SCALE_NC,
-    I_SCALE_CE,
     I_SCALE_IDX,
-    I_START,
-    I_NC,
     I_PIVOT,
-    I_CE,
     I_BLOCK,
     I_POS,
     I_WHITEN_SCALE,
@@ -249,10 +239,8 @@ F_NOT_FIRST, F_SIB_MASK, F_CELL_MASK, F_LEVEL_SCALE, F_CON_BASIS, F_REF_CENTRE, 
 #: The model's free variables, in :func:`estimates.model.build`'s order (the sampler's coordinates).
 FREE = (
     "sigma_walk_log__",
-    "eta_walk",
     "z_sigma_region",
     "sigma_share_log__",
-    "z_walk",
     "w_walk",
     "bias_sd_log__",
     "z_bias_mean",
@@ -265,10 +253,8 @@ FREE = (
 )
 (
     X_SIGMA_WALK,
-    X_ETA,
     X_Z_SIGMA_REGION,
     X_SIGMA_SHARE,
-    X_Z_WALK,
     X_W_WALK,
     X_BIAS_SD,
     X_Z_BIAS_MEAN,
@@ -406,29 +392,21 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
     # ---------------------------------------------------------------- forward
     # walk scales: log sigma_q (normal on the log), per-region scales around it
     o_sw, n_sw = _span(ints, X_SIGMA_WALK)
-    o_eta, n_eta = _span(ints, X_ETA)
-    o_lsr, n_lsr = _span(ints, X_Z_SIGMA_REGION)
+    o_lsr, n_lsr = _span(ints, X_Z_SIGMA_REGION)  # one per region scale (n_wr) where there is a walk
     omega = _number(ints, numbers, 11)  # partially non-centred (estimates.model.scale_offsets)
     o_ss, n_ss = _span(ints, X_SIGMA_SHARE)
     root_q = _int(ints, I_ROOT_Q)
-    scale_nc = _int(ints, I_SCALE_NC)
-    scale_ce = _int(ints, I_SCALE_CE)
     log_sr = np.zeros(n_wr)
     for k in range(n_sw):
         lp, d = _normal(x[o_sw + k], math.log(prior[P_WALK]), prior[P_SCALE_SD])
         total += lp
         grad[o_sw + k] += d
-    for k in range(n_eta):
-        i = scale_nc[k]
-        log_sr[i] = x[o_sw + root_q[i]] + prior[P_REGION_SD] * x[o_eta + k]
-    total += _std_normals(x, grad, o_eta, n_eta)
-    for k in range(n_lsr):
-        i = scale_ce[k]
-        log_sr[i] = x[o_lsr + k] + omega[k] * x[o_sw + root_q[i]]
+    for i in range(n_lsr):
+        log_sr[i] = x[o_lsr + i] + omega[i] * x[o_sw + root_q[i]]
         lp, d = _normal(log_sr[i], x[o_sw + root_q[i]], prior[P_REGION_SD])
         total += lp
-        grad[o_lsr + k] += d
-        grad[o_sw + root_q[i]] += (omega[k] - 1.0) * d
+        grad[o_lsr + i] += d
+        grad[o_sw + root_q[i]] += (omega[i] - 1.0) * d
     scales = np.zeros(n_wr + n_ss)
     for i in range(n_wr):
         scales[i] = math.exp(log_sr[i])
@@ -447,33 +425,10 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
     if n_sw > 0:
         for j in range(n_walk):
             step[j] = scales[scale_idx[j]] * sqrt_dt[j]
-    start = _int(ints, I_START)
     pivot = _int(ints, I_PIVOT)
     values = np.zeros(n_walk)
-    # non-centred series: level at the pivot, steps outwards from it
-    o_z, n_z = _span(ints, X_Z_WALK)
-    nc = _int(ints, I_NC)
-    zf = np.zeros(n_walk)
-    inc = np.zeros(n_walk)
-    cs = np.zeros(n_walk)
-    cs2 = np.zeros(n_walk)
-    if n_z > 0:
-        total += _std_normals(x, grad, o_z, n_z)
-        for k in range(n_z):
-            zf[nc[k]] = x[o_z + k]
-        acc = 0.0
-        for j in range(n_walk):
-            inc[j] = not_first[j] * step[j] * zf[j]
-            acc += inc[j]
-            cs[j] = acc
-        for j in range(n_walk):
-            cs2[j] = cs[j] - (cs[start[j]] - inc[start[j]])
-        for k in range(n_z):
-            j = nc[k]
-            values[j] = mean0[j] + sd0[j] * zf[start[j]] + cs2[j] - cs2[pivot[j]]
-    # centred series, whitened: u = B w per block by back substitution
-    o_w, n_w = _span(ints, X_W_WALK)
-    ce = _int(ints, I_CE)
+    # the series, whitened: u = R^-T w per block by back substitution
+    o_w, n_w = _span(ints, X_W_WALK)  # one per walk cell
     block = _int(ints, I_BLOCK)
     pos = _int(ints, I_POS)
     prev = _int(ints, I_PREV)
@@ -507,11 +462,9 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
             for p in range(size - 1, -1, -1):
                 nxt = (wb[o + p] - w_l[o + p] * nxt) / w_d[o + p]
                 ufull[o + p] = nxt
-        for k in range(n_w):
-            j = ce[k]
-            values[j] = mean0[j] + ufull[block[k] * size + pos[k]]
-        for k in range(n_w):  # the walk's own density over the centred cells
-            j = ce[k]
+        for j in range(n_w):
+            values[j] = mean0[j] + ufull[block[j] * size + pos[j]]
+        for j in range(n_w):  # the walk's own density
             if not_first[j] > 0.5:
                 st = max(step[j], 1e-12)
                 r = (values[j] - values[prev[j]]) / st
@@ -747,9 +700,8 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
             g_values[n_total + j] += g_logits[j]
     g_step = np.zeros(n_walk)
     g_step_scale = np.zeros(scales.shape[0])  # walk scales' gradient (from the whitening, then the steps)
-    if n_w > 0:  # the walk's density over the centred cells
-        for k in range(n_w):
-            j = ce[k]
+    if n_w > 0:  # the walk's density
+        for j in range(n_w):
             if not_first[j] > 0.5:
                 st = max(step[j], 1e-12)
                 r = (values[j] - values[prev[j]]) / st
@@ -760,9 +712,9 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
             else:
                 lev = (values[pivot[j]] - mean0[j]) / sd0[j]
                 g_values[pivot[j]] -= lev / sd0[j]
-        g_u = np.zeros(n_blocks * size)  # whitening: u = B w
-        for k in range(n_w):
-            g_u[block[k] * size + pos[k]] += g_values[ce[k]]
+        g_u = np.zeros(n_blocks * size)  # whitening: u = R^-T w
+        for j in range(n_w):
+            g_u[block[j] * size + pos[j]] += g_values[j]
         # w: R^-1 g_u by forward substitution; tau: u = R^-T w moves with R
         # (du = -R^-T dR^T u), R's derivative in tau by forward accumulation
         # of the recursion, and the log-determinant -sum log d with it
@@ -790,44 +742,14 @@ def model_logp(x: np.ndarray, numbers: np.ndarray, ints: np.ndarray, floats: np.
                 g_step_scale[w_scale[bl]] += g_tau * (-2.0 * tau_b / scales[w_scale[bl]])
         for k in range(n_w):
             grad[o_w + k] += g_wb[block[k] * size + pos[k]]
-    if n_z > 0:  # non-centred series
-        g_cs2 = np.zeros(n_walk)
-        g_zf = np.zeros(n_walk)
-        for k in range(n_z):
-            j = nc[k]
-            g = g_values[j]
-            g_zf[start[j]] += g * sd0[j]
-            g_cs2[j] += g
-            g_cs2[pivot[j]] -= g
-        g_cs = np.zeros(n_walk)
-        g_inc = np.zeros(n_walk)
-        for j in range(n_walk):
-            g_cs[j] += g_cs2[j]
-            g_cs[start[j]] -= g_cs2[j]
-            g_inc[start[j]] += g_cs2[j]
-        acc = 0.0
-        for j in range(n_walk - 1, -1, -1):
-            acc += g_cs[j]
-            g_inc[j] += acc
-        for j in range(n_walk):
-            g_step[j] += g_inc[j] * not_first[j] * zf[j]
-            g_zf[j] += g_inc[j] * not_first[j] * step[j]
-        for k in range(n_z):
-            grad[o_z + k] += g_zf[nc[k]]
     if n_sw > 0:  # walk scales
         g_scales = g_step_scale
         for j in range(n_walk):
             g_scales[scale_idx[j]] += g_step[j] * sqrt_dt[j]
-        for k in range(n_eta):
-            i = scale_nc[k]
+        for i in range(n_lsr):
             g = g_scales[i] * scales[i]
-            grad[o_sw + root_q[i]] += g
-            grad[o_eta + k] += prior[P_REGION_SD] * g
-        for k in range(n_lsr):
-            i = scale_ce[k]
-            g = g_scales[i] * scales[i]
-            grad[o_lsr + k] += g
-            grad[o_sw + root_q[i]] += omega[k] * g
+            grad[o_lsr + i] += g
+            grad[o_sw + root_q[i]] += omega[i] * g
         for k in range(n_ss):
             grad[o_ss + k] += g_scales[n_wr + k] * scales[n_wr + k]
     return total, grad
@@ -905,18 +827,15 @@ def free_variables(st: Any) -> list[tuple[str, int]]:
     n_q = len(st.quantities)
     has_walk = sig["walk"][3]
     n_wq, _, n_sq = sig["scales"]
-    n_sc_nc, n_sc_ce = sig["scale_params"]
-    n_nc, n_ce = sig["walk_params"]
+    n_wr = sig["scales"][1]
     _, has_ref = sig["sources"]
     n_lev, n_con, n_ref = sig["bias_params"]
     n_rel_nc, n_rel_ce = sig["reliability_params"]
     sizes = {
         "sigma_walk_log__": n_wq if has_walk else 0,
-        "eta_walk": n_sc_nc if has_walk else 0,
-        "z_sigma_region": n_sc_ce if has_walk else 0,
+        "z_sigma_region": n_wr if has_walk else 0,
         "sigma_share_log__": n_sq if has_walk else 0,
-        "z_walk": n_nc,
-        "w_walk": n_ce,
+        "w_walk": sig["walk"][0],
         "bias_sd_log__": n_q,
         "z_bias_mean": n_lev,
         "w_bias": n_con,

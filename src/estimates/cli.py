@@ -105,13 +105,13 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prob", type=float, default=None, help="probability of the intervals (default 0.9)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
-    p.add_argument("--tune", type=int, default=1000, help="NUTS tuning steps per chain (default 1000)")
+    p.add_argument("--tune", type=int, default=500, help="NUTS tuning steps per chain (default 500)")
     p.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     p.add_argument(
         "--target-accept",
         type=float,
         default=None,
-        help="NUTS target acceptance rate; raise it (e.g. 0.99) when divergences are reported (default 0.95)",
+        help="NUTS target acceptance rate; raise it (e.g. 0.95) when divergences are reported (default 0.8)",
     )
     p.add_argument(
         "--sampler",

@@ -31,6 +31,8 @@ SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "nutpie-jax")
 
 #: nutpie mass-matrix adaptations (see :class:`SamplerOptions`).
 ADAPTATIONS = ("auto", "gradient", "stan")
+#: Where nutpie's chains start (``SamplerOptions.init``).
+INITS = ("mode", "prior")
 
 #: Thresholds for ``diagnostics["converged"]``.
 RHAT_MAX = 1.01
@@ -42,9 +44,9 @@ class SamplerOptions:
     """Options of the NUTS run."""
 
     draws: int = 1000
-    tune: int = 1000
+    tune: int = 500
     chains: int = 4
-    target_accept: float = 0.95
+    target_accept: float = 0.8
     sampler: str = "auto"
     #: nutpie's mass-matrix adaptation: ``gradient`` (nutpie's default, from
     #: draws and gradients), ``stan`` (draw variances only) or ``auto``
@@ -54,6 +56,10 @@ class SamplerOptions:
     #: compiled once per machine) or, with ``False``, PyTensor's graph of the
     #: PyMC model (compiled per layout; kept to measure one against the other).
     kernel: bool = True
+    #: Where nutpie's chains start: ``mode`` (a mode of the log-density found
+    #: by L-BFGS, :func:`estimates._nutpie.mode`) or ``prior`` (the priors'
+    #: support points); both plus U(-1, 1) jitter on every coordinate.
+    init: str = "mode"
 
     def __post_init__(self) -> None:
         for name in ("draws", "tune", "chains"):
@@ -64,6 +70,8 @@ class SamplerOptions:
             raise OptionError(f"target_accept={self.target_accept!r} must be in [0.5, 1)")
         if self.sampler not in SAMPLERS:
             raise OptionError(f"sampler={self.sampler!r} is not supported; use one of: {', '.join(SAMPLERS)}")
+        if self.init not in INITS:
+            raise OptionError(f"init={self.init!r} is not supported; use one of: {', '.join(INITS)}")
         if self.adaptation not in ADAPTATIONS:
             raise OptionError(f"adaptation={self.adaptation!r} is not supported; use one of: {', '.join(ADAPTATIONS)}")
 
@@ -238,8 +246,9 @@ def sample(
     kernel came from Numba's cache or, on PyTensor's graph, the layout's
     compiled model from its on-disk record; no PyMC model built either way), ``build_seconds``, ``compile_seconds``,
     ``sample_seconds`` (PyMC's sampler compiles inside it, from its on-disk
-    C cache) and ``gradients`` (log-density gradient evaluations, warm-up
-    included). ``claim_weight`` (one per used claim, default all 1) scales
+    C cache; with nutpie, the search for the chains' start is part of it)
+    and ``gradients`` (log-density gradient evaluations, warm-up and that
+    search included). ``claim_weight`` (one per used claim, default all 1) scales
     each claim's log-likelihood: 0 leaves a claim out without recompiling.
     """
     from .model import expand_draws, model_data, pack_numbers, set_numbers
@@ -265,6 +274,8 @@ def sample(
                 entry.compiled[KERNEL] = _nutpie.kernel_model(st, data)
                 from_disk = _callbacks.callbacks()[0].cache_hits > 0
             compiled = _nutpie.with_numbers(entry.compiled[KERNEL], pack_numbers(data))
+            # the priors' point depends on the numbers too (estimates.model.scale_offsets)
+            compiled = _nutpie.start_at(compiled, _nutpie.kernel_start(st, data))
         else:
             if which not in entry.compiled:
                 key = _nutpie.record_key(entry.signature)
@@ -276,6 +287,11 @@ def sample(
                 entry.compiled[which] = compiled
             compiled = _nutpie.with_numbers(entry.compiled[which], pack_numbers(data))
         t1 = time.perf_counter()
+        start_gradients = 0
+        if options.kernel and which == "nutpie" and options.init == "mode":
+            start, start_gradients = _nutpie.mode(compiled)
+            if start is not None:
+                compiled = _nutpie.start_at(compiled, start)
         raw = nutpie.sample(
             compiled,
             draws=options.draws,
@@ -292,6 +308,7 @@ def sample(
         # they were a third of the peak memory), only its gradients counted
         expand = functools.partial(expand_draws, st, data) if _nutpie.expands_in_numpy(compiled) else None
         idata, gradients = _nutpie.to_inference_data(raw, compiled.coords, compiled.dims, expand)
+        gradients += start_gradients  # the search for the chains' start
         del raw
     else:
         pm = quiet_import("pymc")

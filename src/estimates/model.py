@@ -25,16 +25,31 @@ variance proportional to elapsed years:
   scale; it describes the level as the average source states it, see below);
 - ``T[r, k] - T[r, k-1] ~ Normal(0, sigma_r sqrt(dt_k))``, ``log sigma_r ~
   Normal(log sigma_q, 0.5)`` (per-region scales partially pooled around the
-  quantity's; centred when data pin four or more steps of the region, and
-  all of them, non-centred otherwise), ``sigma_q ~ LogNormal(log 1.0, 0.6)``;
+  quantity's), ``sigma_q ~ LogNormal(log 1.0, 0.6)``;
 - ``phi[e, pivot] ~ Normal(0, 1)``, steps ``~ Normal(0, sigma_share_q
   sqrt(dt))``, ``sigma_share_q ~ LogNormal(log 0.5, 0.6)``.
 
-A series is centred when data pin every step of it (level claims at both
-ends or a relative claim across it) and non-centred, running outwards from
-the pivot, otherwise. Scales have boundary-avoiding log-normal priors: with a
-handful of sources or periods the data cannot rule out a scale near zero,
-and prior mass there is a funnel for the sampler.
+Scales have boundary-avoiding log-normal priors: with a handful of sources
+or periods the data cannot rule out a scale near zero, and prior mass there
+is a funnel for the sampler.
+
+The sampler's coordinates
+-------------------------
+What :func:`build` samples is the same model in coordinates chosen so that
+the posterior is close to a standard normal whatever the scales are, each
+from a rough Gaussian reading of what the claims say (how precisely they
+pin each cell, bias and scale; computed once, before sampling):
+
+- the cells of a series are whitened by the Cholesky factor of their rough
+  posterior precision *at the current walk scale* (:func:`whiten_walk`):
+  centred where claims pin a cell, non-centred where they say nothing, and
+  in between, at every scale;
+- bias contrasts are ``w / sqrt(P + 1 / tau^2)``, ``P`` what the claims say
+  about each (:func:`bias_precision`): the same interpolation;
+- region scales are ``z + omega log sigma_q``, partially non-centred by how
+  much the claims say about each (:func:`scale_offsets`).
+
+Each is a change of coordinates with its Jacobian: the model is the same.
 
 Sources
 -------
@@ -51,8 +66,7 @@ mean ``tau_q / sqrt(S) z`` plus ``S - 1`` orthonormal contrasts (a Helmert
 basis of the vectors summing to zero): the same iid ``Normal(0, tau_q)``
 prior, rotated so that the direction the data cannot see (the shared bias)
 is one coordinate of its own instead of a diagonal ridge through all of
-them. Contrasts are centred when every source makes a tight claim (the data
-pin them), non-centred otherwise.
+them.
 
 Reliability ``kappa[s] = exp(softplus(a_s))``, ``a_s ~ Normal(mu_q, 0.5)``,
 ``mu_q ~ Normal(-1.5, 0.5)``, multiplies the stated spread of each of the
@@ -120,7 +134,6 @@ class Structure:
     walk_prior_mean: np.ndarray
     walk_prior_sd: np.ndarray
     walk_scale_idx: np.ndarray  # index into concatenated [sigma_root..., sigma_share_q...]
-    walk_centred: np.ndarray  # bool per walk cell: centred parametrisation (dense data)
     walk_quantities: np.ndarray  # quantity indices with more than one period
     walk_root_quantity: np.ndarray  # for each root of a walk quantity: position in walk_quantities
     share_quantity: np.ndarray  # quantity indices having share walks (one sigma each)
@@ -197,9 +210,7 @@ def describe(
 
     cell_rows: list[dict[str, Any]] = []
     cell_index: dict[tuple[str, str, Any], int] = {}
-    walk: dict[str, list[Any]] = {
-        k: [] for k in ("first", "prev", "pivot", "sqrt_dt", "mean", "sd", "scale", "centred")
-    }
+    walk: dict[str, list[Any]] = {k: [] for k in ("first", "prev", "pivot", "sqrt_dt", "mean", "sd", "scale")}
     total_cell: dict[tuple[int, str, int], int] = {}
     logit_cell: dict[tuple[int, str, int], int] = {}  # (q, child, k)
     leaf_cells: list[tuple[int, str, int]] = []
@@ -239,8 +250,7 @@ def describe(
                 m, sd = float(np.median(q_logs)), PRIORS["root_sd"]
             else:
                 m, sd = PRIORS["no_level_mean"], PRIORS["no_level_sd"]
-            centred, pivot = qp.plan(sub)
-            first = _append_series(walk, qp, m, sd, sid, centred, pivot)
+            first = _append_series(walk, qp, m, sd, sid, qp.plan(sub))
             for k in range(qp.n_periods):
                 total_cell[(qi, r, k)] = first + k
 
@@ -255,8 +265,7 @@ def describe(
             sidx = n_walk_roots + len(share_quantity) - 1
         for kids in children.values():
             for c in kids:
-                centred, pivot = qp.plan(set(qp.subtree(c)))
-                first = _append_series(walk, qp, 0.0, PRIORS["logit_sd"], sidx, centred, pivot)
+                first = _append_series(walk, qp, 0.0, PRIORS["logit_sd"], sidx, qp.plan(set(qp.subtree(c))))
                 for k in range(kq):
                     logit_cell[(qi, c, k)] = first + k - n_total
         # sibling groups
@@ -363,7 +372,6 @@ def describe(
         walk_prior_mean=np.array(walk["mean"], dtype=float),
         walk_prior_sd=np.array(walk["sd"], dtype=float),
         walk_scale_idx=np.array(walk["scale"], dtype=np.int64),
-        walk_centred=np.array(walk["centred"], dtype=bool),
         walk_quantities=np.array(walk_quantities, dtype=np.int64),
         walk_root_quantity=np.array(walk_root_quantity, dtype=np.int64),
         share_quantity=np.array(share_quantity, dtype=np.int64),
@@ -409,7 +417,7 @@ class _QuantityPlan:
     labels: list[Any]  # period labels, in time order
     positions: np.ndarray  # period midpoints, decimal years
     sqrt_dt: np.ndarray  # sqrt of elapsed years into each period (0 for the first)
-    plan: Any  # nodes -> (centred, pivot), see _series_planner
+    plan: Any  # nodes -> pivot, see _series_planner
 
     @property
     def n_periods(self) -> int:
@@ -481,7 +489,7 @@ def _plan_quantity(cq: pd.DataFrame, hierarchy: Hierarchy, agg_order: list[str])
 
 
 def _append_series(
-    walk: dict[str, list[Any]], qp: _QuantityPlan, mean: float, sd: float, scale: int, centred: bool, pivot: int
+    walk: dict[str, list[Any]], qp: _QuantityPlan, mean: float, sd: float, scale: int, pivot: int
 ) -> int:
     """Append one walk series (one cell per period); return its first cell's index."""
     first = len(walk["first"])
@@ -493,7 +501,6 @@ def _append_series(
         walk["mean"].append(mean if k == 0 else 0.0)
         walk["sd"].append(sd if k == 0 else 0.0)
         walk["scale"].append(scale)
-        walk["centred"].append(centred)
     return first
 
 
@@ -511,31 +518,21 @@ def _subtree_leaves(children: dict[str, list[str]], r: str) -> list[str]:
 
 
 def _series_planner(cq: pd.DataFrame, labels: list[Any], kq: int):  # noqa: ANN202
-    """Return ``plan(nodes) -> (centred, pivot)`` for the series of a subtree.
+    """Return ``plan(nodes) -> pivot`` for the series of a subtree.
 
     The pivot is the period with most level claims on the subtree (latest on
-    ties): the level prior sits there and a non-centred walk runs outwards
-    from it, so unobserved periods hang off observed ones. A series is
-    centred when every step of its walk is pinned by data (level claims at
-    both ends, or a relative claim across it): a non-centred walk would then
-    put the sampler in a funnel between the walk scale and the step.
+    ties): the series' level prior sits there, where the data say most
+    about the level.
     """
     pos = {lab: k for k, lab in enumerate(labels)}
     regions = cq["region"].to_numpy(object)
     ratio = cq["ratio"].to_numpy(bool)
     t_k = np.array([pos[t] for t in cq["time_label"]], dtype=np.int64)
-    s_k = np.array([pos[s] if r else -1 for s, r in zip(cq["since_label"], ratio, strict=True)], dtype=np.int64)
 
-    def plan(nodes: set[str]) -> tuple[bool, int]:
+    def plan(nodes: set[str]) -> int:
         mine = np.array([r in nodes for r in regions], dtype=bool)
         lev = np.bincount(t_k[mine & ~ratio], minlength=kq)
-        pivot = int(kq - 1 - np.argmax(lev[::-1])) if lev.any() else kq - 1
-        if kq == 1:
-            return False, 0
-        pinned = (lev[:-1] > 0) & (lev[1:] > 0)
-        for a, b in zip(s_k[mine & ratio], t_k[mine & ratio], strict=True):
-            pinned[a:b] = True
-        return bool(pinned.all()), pivot
+        return int(kq - 1 - np.argmax(lev[::-1])) if lev.any() else kq - 1
 
     return plan
 
@@ -657,8 +654,6 @@ def model_data(st: Structure, claim_weight: np.ndarray | None = None) -> dict[st
     """
     weight = None if claim_weight is None else np.asarray(claim_weight, dtype=float)
     starts = _series_start(st.walk_first)
-    nc = np.flatnonzero(~st.walk_centred)
-    ce = np.flatnonzero(st.walk_centred)
     q_of_src = st.sources["q_idx"].to_numpy(np.int64) if len(st.sources) else np.zeros(0, np.int64)
     is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
     n_q, n_src = len(st.quantities), len(st.sources)
@@ -668,7 +663,6 @@ def model_data(st: Structure, claim_weight: np.ndarray | None = None) -> dict[st
     bias = _bias_layout(st)
     bias_prec = bias_precision(st, bias, weight)
     rel_ce = _reliability_centred(st)
-    scale_ce = _scales_centred(st)
     weights = np.zeros((n_q, n_src))
     weights[q_of_src, np.arange(n_src)] = 1.0
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
@@ -682,13 +676,10 @@ def model_data(st: Structure, claim_weight: np.ndarray | None = None) -> dict[st
         "walk_sqrt_dt": st.walk_sqrt_dt.astype(float),
         "walk_scale_idx": st.walk_scale_idx,
         "walk_root_quantity": st.walk_root_quantity,
-        "walk_start": starts,
         "walk_pivot": st.walk_pivot,
         "walk_prev": st.walk_prev,
         "walk_mean0": mean0,
         "walk_sd0": sd0,
-        "walk_nc": nc,
-        "walk_ce": ce,
         "whiten_block": block,
         "whiten_pos": pos,
         "walk_whiten": _walk_precision_terms(st, block, pos, n_blocks, size, sd0, weight).ravel(),
@@ -706,8 +697,6 @@ def model_data(st: Structure, claim_weight: np.ndarray | None = None) -> dict[st
         "src_weights": weights,
         **bias,
         "bias_precision": bias_prec,
-        "scale_nc": np.flatnonzero(~scale_ce),
-        "scale_ce": np.flatnonzero(scale_ce),
         "rel_nc": np.flatnonzero(~rel_ce),
         "rel_ce": np.flatnonzero(rel_ce),
         "claim_time_cell": st.claim_time_cell,
@@ -758,24 +747,26 @@ def set_numbers(model, data: dict[str, np.ndarray]) -> None:  # noqa: ANN001 - a
     pm.set_data({"numbers": pack_numbers(data)}, model=model)
 
 
-#: Centred walk series are whitened in blocks of at most this many cells (see :func:`whiten_walk`).
-WHITEN_BLOCK = 24
+#: Walk series are whitened in blocks of at most this many cells (see :func:`whiten_walk`); a step
+#: between two blocks is whitened as if its earlier cell were known. The whitening costs time linear in
+#: a block's length (a dense block in PyTensor's graph, quadratic in memory).
+WHITEN_BLOCK = 128
 
 
 def _whitening_layout(st: Structure) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Block and position in its block of every centred walk cell; the number and size of blocks.
+    """Block and position in its block of every walk cell; the number and size of blocks.
 
-    Each centred series (its cells are contiguous and in time order) is cut
-    into runs of at most :data:`WHITEN_BLOCK` cells.
+    Each series (its cells are contiguous and in time order) is cut into
+    runs of at most :data:`WHITEN_BLOCK` cells.
     """
-    ce = np.flatnonzero(st.walk_centred)
+    ce = np.arange(len(st.walk_first))
     if not len(ce):
         return np.zeros(0, np.int64), np.zeros(0, np.int64), 0, 0
-    first = st.walk_first[ce]
-    if not np.array_equal(st.walk_prev[ce][~first], ce[~first] - 1):
-        raise RuntimeError("internal: a centred walk series is not contiguous")
-    at = ce - _series_start(st.walk_first)[ce]
-    keys = np.stack([_series_start(st.walk_first)[ce], at // WHITEN_BLOCK], axis=1)
+    first = st.walk_first
+    if not np.array_equal(st.walk_prev[~first], ce[~first] - 1):
+        raise RuntimeError("internal: a walk series is not contiguous")
+    at = ce - _series_start(st.walk_first)
+    keys = np.stack([_series_start(st.walk_first), at // WHITEN_BLOCK], axis=1)
     _, block = np.unique(keys, axis=0, return_inverse=True)
     pos = at % WHITEN_BLOCK
     return block.astype(np.int64).ravel(), pos.astype(np.int64), int(block.max()) + 1, int(pos.max()) + 1
@@ -822,7 +813,7 @@ def _rough_precision(st: Structure, ok: np.ndarray, weight: np.ndarray | None) -
 
 
 def _share_links(st: Structure, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For claims on single leaves inside a tree: the logit cells on each leaf's path and how much of a claim reaches each.
+    """For claims on single leaves inside a tree: the logit cells on each leaf's path, and how much reaches each.
 
     A leaf's log count is its root's total plus ``lambda_c - lse(siblings)``
     along its path, whose derivative in ``lambda_c`` is ``1 - share_c``:
@@ -902,7 +893,7 @@ def _walk_precision_terms(
     sd0: np.ndarray,
     weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per block of a centred series, roughly the posterior precision of its cells, as four terms.
+    """Per block of a series, roughly the posterior precision of its cells, as four terms.
 
     The precision of a block at walk scale ``sigma`` (``tau = 1 / sigma^2``)
     is tridiagonal: ``a_p + tau * (f_{p-1} + f_p + c_p) + g_{p-1} + g_p`` on
@@ -922,7 +913,7 @@ def _walk_precision_terms(
     funnel. Positions a short block does not use get ``a = 1`` and no
     steps. Returns shape (4, n_blocks, size): ``a``, ``f``, ``c``, ``g``.
     """
-    ce = np.flatnonzero(st.walk_centred)
+    ce = np.arange(len(st.walk_first))
     a = np.ones((n_blocks, size))
     f = np.zeros((n_blocks, size))
     c = np.zeros((n_blocks, size))
@@ -942,7 +933,7 @@ def _walk_precision_terms(
     where = np.full(len(st.walk_first), -1)
     where[ce] = np.arange(len(ce))
     i, j = where[lo], where[hi]
-    one = (i >= 0) & (j >= 0) & (hi == lo + 1)  # across one step of a centred series
+    one = (i >= 0) & (j >= 0) & (hi == lo + 1)  # across one step of a series
     i, j, p = i[one], j[one], p[one]
     same = block[i] == block[j]
     np.add.at(g, (block[i[same]], pos[i[same]]), p[same])
@@ -953,7 +944,7 @@ def _walk_precision_terms(
 
 def _whitening_scale(st: Structure, block: np.ndarray, n_blocks: int) -> np.ndarray:
     """Per block, the index of its series' walk scale (``walk_scale_idx``; 0 for a block without steps)."""
-    ce = np.flatnonzero(st.walk_centred)
+    ce = np.arange(len(st.walk_first))
     step = ~st.walk_first[ce]
     out = np.zeros(n_blocks, dtype=np.int64)
     out[block[step]] = st.walk_scale_idx[ce][step]
@@ -1071,7 +1062,7 @@ def scale_information(terms: np.ndarray, first: np.ndarray, length: np.ndarray, 
 
 
 def scale_offsets(st: Structure, data: dict[str, np.ndarray], sigma: np.ndarray | None = None) -> np.ndarray:
-    """How far each centred region scale is shifted with its quantity's (``omega`` of :func:`build`).
+    """How far each region's walk scale is shifted with its quantity's (``omega`` of :func:`build`).
 
     ``log sigma_r = z_r + omega_r log sigma_q`` with ``z_r ~ N((1 - omega_r)
     log sigma_q, 0.5^2)``: the same prior as ``log sigma_r ~ N(log
@@ -1085,39 +1076,23 @@ def scale_offsets(st: Structure, data: dict[str, np.ndarray], sigma: np.ndarray 
     the claims pin ``sigma_r`` loosely, and the non-centred one (``omega =
     1``) when they pin it well. Any ``omega`` gives the same model.
     """
-    ce = data["scale_ce"]
-    if not len(ce):
+    n_roots = len(st.walk_root_quantity)
+    if not n_roots:
         return np.zeros(0)
     block, _, n_blocks, size = _whitening_layout(st)
     terms = data["walk_whiten"].reshape(WHITEN_TERMS, n_blocks, size)
-    n_roots = len(st.walk_root_quantity)
     sigma = np.full(n_roots, PRIORS["walk_scale"]) if sigma is None else np.asarray(sigma, float)
     scale = data["whiten_scale"]
     roots = scale < n_roots  # blocks of region totals (not of share logits)
     length = np.bincount(block, minlength=n_blocks)
     first = np.zeros(n_blocks)
-    first[block[st.walk_first[data["walk_ce"]]]] = 1.0
+    first[block[st.walk_first]] = 1.0
     info = np.zeros(n_roots)
     if roots.any():
         lam = scale_information(terms[:, roots], first[roots], length[roots], sigma[scale[roots]] ** -2.0)
         np.add.at(info, scale[roots], lam)
     prior = PRIORS["walk_region_sd"] ** -2.0
-    return prior / (prior + info[ce])
-
-
-#: A region's walk scale is centred when data pin at least this many of its steps (and all of them).
-SCALE_CENTRED_STEPS = 4
-
-
-def _scales_centred(st: Structure) -> np.ndarray:
-    """Per root walk scale: is its region's series centred (every step pinned) and long enough?"""
-    n_wr = len(st.walk_root_quantity)
-    steps = (~st.walk_first) & (np.arange(len(st.walk_first)) < st.n_total)
-    out = np.zeros(n_wr, dtype=bool)
-    for sid in range(n_wr):
-        mine = steps & (st.walk_scale_idx == sid)
-        out[sid] = mine.sum() >= SCALE_CENTRED_STEPS and bool(st.walk_centred[mine].all())
-    return out
+    return prior / (prior + info)
 
 
 def _reliability_centred(st: Structure) -> np.ndarray:
@@ -1239,16 +1214,14 @@ def signature(st: Structure) -> tuple:
     is_ref = st.sources["is_reference"].to_numpy(bool) if len(st.sources) else np.zeros(0, bool)
     b = _bias_layout(st)
     data = model_data(st)
-    scale_ce, rel_ce = _scales_centred(st), _reliability_centred(st)
+    rel_ce = _reliability_centred(st)
     return (
         ("quantities", len(st.quantities)),
         ("cells", len(st.cells)),
         ("walk", len(st.walk_first), st.n_total, st.n_logit, bool(st.has_walk)),
         ("scales", len(st.walk_quantities), len(st.walk_root_quantity), len(st.share_quantity)),
-        ("walk_params", int((~st.walk_centred).sum()), int(st.walk_centred.sum())),  # non-centred, centred
         ("whiten", *_whitening_layout(st)[2:]),  # blocks, cells per block
         ("sources", len(st.sources), bool(is_ref.any())),
-        ("scale_params", int((~scale_ce).sum()), int(scale_ce.sum())),
         ("reliability_params", int((~rel_ce).sum()), int(rel_ce.sum())),
         ("bias_params", len(b["bias_level_q"]), b["con_basis"].shape[1], len(b["ref_b"])),
         ("sum_cells", st.cell_members.shape[1] > 1),
@@ -1293,31 +1266,20 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
         for k in NUMBERS:  # slices of the one data vector, at offsets fixed by the layout
             d[k] = packed[off : off + md[k].size]
             off += md[k].size
-        # ---- random walks: non-centred where data are sparse, centred where dense
+        # ---- random walks
         n_walk, _, _, has_walk = sig["walk"]
         n_wq, n_wr, n_sq = sig["scales"]
-        n_nc, n_ce = sig["walk_params"]
         if has_walk:
             sigma_q = pm.LogNormal("sigma_walk", math.log(PRIORS["walk_scale"]), PRIORS["scale_log_sd"], shape=n_wq)
-            # per-region scales around the quantity's: where the data pin a
-            # region's steps, partially non-centred by how much they say of
-            # its scale (scale_offsets; centred, the two traded off along a
-            # ridge when the claims pin the scale loosely, and non-centred
-            # when they pin it well), else non-centred
-            n_sc_nc, n_sc_ce = sig["scale_params"]
+            # per-region scales around the quantity's, partially non-centred
+            # by how much the claims say of each (scale_offsets): z + omega
+            # log sigma_q (centred, omega = 0, the two trade off along a ridge
+            # where the claims pin a region's scale loosely; non-centred,
+            # omega = 1, where they pin it well)
             log_sq = pt.log(sigma_q)[d["walk_root_quantity"]]
-            log_sr = pt.zeros(n_wr)
-            if n_sc_nc:
-                eta = pm.Normal("eta_walk", 0.0, 1.0, shape=n_sc_nc)
-                i_nc = d["scale_nc"]
-                log_sr = pt.set_subtensor(log_sr[i_nc], log_sq[i_nc] + PRIORS["walk_region_sd"] * eta)
-            if n_sc_ce:
-                i_ce = d["scale_ce"]
-                # partially non-centred (scale_offsets): z + omega log sigma_q
-                om = d["scale_omega"]
-                z_sr = pm.Normal("z_sigma_region", (1.0 - om) * log_sq[i_ce], PRIORS["walk_region_sd"], shape=n_sc_ce)
-                log_sr = pt.set_subtensor(log_sr[i_ce], z_sr + om * log_sq[i_ce])
-            sigma_root = pt.exp(log_sr)
+            om = d["scale_omega"]
+            z_sr = pm.Normal("z_sigma_region", (1.0 - om) * log_sq, PRIORS["walk_region_sd"], shape=n_wr)
+            sigma_root = pt.exp(z_sr + om * log_sq)
             if n_sq:
                 sigma_share = pm.LogNormal(
                     "sigma_share", math.log(PRIORS["share_walk_scale"]), PRIORS["scale_log_sd"], shape=n_sq
@@ -1328,38 +1290,25 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
             step = scales[d["walk_scale_idx"]] * d["walk_sqrt_dt"]
         else:
             step = pt.zeros(n_walk)
-        values = pt.zeros(n_walk)
-        start = d["walk_start"]
-        if n_nc:
-            # level at the pivot, steps outwards from it
-            nc = d["walk_nc"]
-            z = pm.Normal("z_walk", 0.0, 1.0, shape=n_nc)
-            zf = pt.set_subtensor(pt.zeros(n_walk)[nc], z)
-            inc = d["walk_not_first"] * step * zf
-            cs = pt.cumsum(inc)
-            cs = cs - (cs[start] - inc[start])  # restart the sum at each series' first cell
-            level = d["walk_mean0"] + d["walk_sd0"] * zf[start]
-            nc_values = level + cs - cs[d["walk_pivot"]]
-            values = pt.set_subtensor(values[nc], nc_values[nc])
-        if n_ce:
-            # the sampler's coordinates are whitened cells (whiten_walk): u =
-            # R^-T w per block, R R^T the block's rough posterior precision at
-            # its series' current walk scale; u the latent values minus their
-            # series' prior centre, log |det du/dw| added to the density
-            ce = d["walk_ce"]
-            n_blocks, size = sig["whiten"]
-            w = pm.Flat("w_walk", shape=n_ce)
-            block, pos = d["whiten_block"], d["whiten_pos"]
-            wb = pt.set_subtensor(pt.zeros((n_blocks, size))[block, pos], w)
-            terms = d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size))
-            tau = scales[d["whiten_scale"]] ** -2 if has_walk else pt.zeros(n_blocks)
-            ub, log_det = _whiten_walk_graph(wb, tau, terms, size)
-            values = pt.set_subtensor(values[ce], d["walk_mean0"][ce] + ub[block, pos])
-            lev = (values[d["walk_pivot"][ce]] - d["walk_mean0"][ce]) / d["walk_sd0"][ce]
-            st_ce = pt.maximum(step[ce], 1e-12)
-            stp = (values[ce] - values[d["walk_prev"][ce]]) / st_ce
-            lp = pt.switch(pt.gt(d["walk_not_first"][ce], 0.5), -0.5 * stp * stp - pt.log(st_ce), -0.5 * lev * lev)
-            pm.Potential("walk_centred", pt.sum(lp) + log_det)
+        # The sampler's coordinates are whitened cells (whiten_walk): u =
+        # R^-T w per block, R R^T the block's rough posterior precision at
+        # its series' current walk scale; u the latent values minus their
+        # series' prior centre, log |det du/dw| added to the density. Where
+        # claims pin the cells this is a centred walk, where they say nothing
+        # a non-centred one, and in between at every scale.
+        n_blocks, size = sig["whiten"]
+        w = pm.Flat("w_walk", shape=n_walk)
+        block, pos = d["whiten_block"], d["whiten_pos"]
+        wb = pt.set_subtensor(pt.zeros((n_blocks, size))[block, pos], w)
+        terms = d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size))
+        tau = scales[d["whiten_scale"]] ** -2 if has_walk else pt.zeros(n_blocks)
+        ub, log_det = _whiten_walk_graph(wb, tau, terms, size)
+        values = d["walk_mean0"] + ub[block, pos]
+        lev = (values[d["walk_pivot"]] - d["walk_mean0"]) / d["walk_sd0"]
+        st_w = pt.maximum(step, 1e-12)
+        stp = (values - values[d["walk_prev"]]) / st_w
+        lp = pt.switch(pt.gt(d["walk_not_first"], 0.5), -0.5 * stp * stp - pt.log(st_w), -0.5 * lev * lev)
+        pm.Potential("walk", pt.sum(lp) + log_det)
         totals = values[: st.n_total]
         # ---- log shares and leaves
         if st.n_logit:
@@ -1487,45 +1436,21 @@ def expand_draws(st: Structure, data: dict[str, np.ndarray], free: dict[str, np.
     n_q, n_src = len(st.quantities), len(st.sources)
     n_walk, _, _, has_walk = sig["walk"]
     n_wq, n_wr, n_sq = sig["scales"]
-    n_nc, n_ce = sig["walk_params"]
     out: dict[str, np.ndarray] = {}
     if has_walk:
         log_sq = free["sigma_walk_log__"][:, d["walk_root_quantity"]]
         out["sigma_walk"] = np.exp(free["sigma_walk_log__"])
-        log_sr = np.zeros((n, n_wr))
-        n_sc_nc, n_sc_ce = sig["scale_params"]
-        if n_sc_nc:
-            i_nc = d["scale_nc"]
-            log_sr[:, i_nc] = log_sq[:, i_nc] + PRIORS["walk_region_sd"] * free["eta_walk"]
-        if n_sc_ce:
-            log_sr[:, d["scale_ce"]] = free["z_sigma_region"] + d["scale_omega"] * log_sq[:, d["scale_ce"]]
-        scales = np.exp(log_sr)
+        scales = np.exp(free["z_sigma_region"] + d["scale_omega"] * log_sq)
         if n_sq:
             out["sigma_share"] = np.exp(free["sigma_share_log__"])
             scales = np.concatenate([scales, out["sigma_share"]], axis=1)
-        step = scales[:, d["walk_scale_idx"]] * d["walk_sqrt_dt"]
-    else:
-        step = np.zeros((n, n_walk))
-    values = np.zeros((n, n_walk))
-    start = d["walk_start"]
-    if n_nc:
-        nc = d["walk_nc"]
-        zf = np.zeros((n, n_walk))
-        zf[:, nc] = free["z_walk"]
-        inc = d["walk_not_first"] * step * zf
-        cs = np.cumsum(inc, axis=1)
-        cs = cs - (cs[:, start] - inc[:, start])
-        level = d["walk_mean0"] + d["walk_sd0"] * zf[:, start]
-        values[:, nc] = (level + cs - cs[:, d["walk_pivot"]])[:, nc]
-    if n_ce:
-        ce = d["walk_ce"]
-        n_blocks, size = sig["whiten"]
-        block, pos = d["whiten_block"], d["whiten_pos"]
-        wb = np.zeros((n, n_blocks, size))
-        wb[:, block, pos] = free["w_walk"]
-        tau = scales[:, d["whiten_scale"]] ** -2.0 if has_walk else np.zeros((n, n_blocks))
-        ub, _ = whiten_walk(wb, tau, d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size)))
-        values[:, ce] = d["walk_mean0"][ce] + ub[:, block, pos]
+    n_blocks, size = sig["whiten"]
+    block, pos = d["whiten_block"], d["whiten_pos"]
+    wb = np.zeros((n, n_blocks, size))
+    wb[:, block, pos] = free["w_walk"]
+    tau = scales[:, d["whiten_scale"]] ** -2.0 if has_walk else np.zeros((n, n_blocks))
+    ub, _ = whiten_walk(wb, tau, d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size)))
+    values = d["walk_mean0"] + ub[:, block, pos]
     totals = values[:, : st.n_total]
     if st.n_logit:
         logits = values[:, st.n_total :]
