@@ -5,13 +5,15 @@
     python benchmarks/gradient.py --graph                # PyTensor's graph of the PyMC model instead
     python benchmarks/gradient.py --graph --symbolic     # ... with the claims' term as nodes, not one Op
     python benchmarks/gradient.py --graph --fast-math    # ... compiled with PyTensor's fast-math flags
+    python benchmarks/gradient.py --c                    # the PyMC model in PyMC's C backend (its NUTS, ADVI)
     python benchmarks/gradient.py --sample               # also per gradient while nutpie samples
 
 Per problem (``benchmarks/problems.py``): by default the hand-written
 kernel that ``reconcile()`` hands nutpie (``estimates._kernel``, Numba,
 compiled once for every layout); with ``--graph``, the PyMC model compiled
 by PyTensor's Numba backend (``estimates._nutpie.compile_model``, once per
-layout), the way the library sampled before the kernel. The function is
+layout), the way the library sampled before the kernel; with ``--c``, the same model
+compiled by PyTensor's C backend, which PyMC's own NUTS and ADVI run. The function is
 called in a loop at one point near the initial point. Prints a table:
 parameters, nodes of the compiled graph (1 for the kernel), microseconds
 per call (the fastest of five loops, so other work on the machine shows
@@ -50,6 +52,7 @@ def measure(
     symbolic: bool = False,
     sample: bool = False,
     graph: bool = False,
+    c_backend: bool = False,
 ) -> dict[str, float | int | str]:
     import problems
 
@@ -64,6 +67,35 @@ def measure(
         read_claims(problem.claims), hierarchy=Hierarchy.from_mapping(problem.hierarchy), interpretation=interp
     )
     st = describe(shapes_table(cs.used, interp), cs.hierarchy)
+    if c_backend:
+        import pytensor
+        import pytensor.tensor as pt
+        from pymc.pytensorf import join_nonshared_inputs
+
+        model = build(st)
+        point = model.initial_point()
+        logp = model.logp()
+        out = pt.concatenate([logp[None], *(g.ravel() for g in pt.grad(logp, model.value_vars))])
+        [out], flat = join_nonshared_inputs(point, [out], model.value_vars)
+        fn = pytensor.function([flat], out, mode="FAST_RUN")  # PyTensor's default linker: C
+        fn.trust_input = True
+        x0 = np.concatenate([point[v.name].ravel() for v in model.value_vars])
+        nodes = len(fn.maker.fgraph.apply_nodes)
+        logp = float(fn(x0)[0])
+        best = np.inf
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn(x0)
+            best = min(best, (time.perf_counter() - t) / calls)
+        return {
+            "problem": name,
+            "params": x0.size,
+            "nodes": nodes,
+            "us": best * 1e6,
+            "sampling_us": float("nan"),
+            "logp": logp,
+        }
     if graph:
         model = build(st, fused=not symbolic)
         if fast_math:
@@ -132,11 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-math", action="store_true", help="with --graph: PyTensor's fast-math flags")
     parser.add_argument("--symbolic", action="store_true", help="with --graph: the claims' term as nodes, not one Op")
     parser.add_argument("--sample", action="store_true", help="also us per gradient while nutpie samples (1 chain)")
+    parser.add_argument("--c", action="store_true", help="the PyMC model in PyTensor's C backend (PyMC's NUTS, ADVI)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     if (args.fast_math or args.symbolic) and not args.graph:
         parser.error("--fast-math and --symbolic describe the graph: add --graph")
-    rows = [measure(p, args.calls, args.fast_math, args.symbolic, args.sample, args.graph) for p in args.problems]
+    if args.c and (args.graph or args.sample):
+        parser.error("--c times the C backend's function alone: no --graph, no --sample")
+    rows = [
+        measure(p, args.calls, args.fast_math, args.symbolic, args.sample, args.graph, args.c) for p in args.problems
+    ]
     print(
         "| problem | parameters | graph nodes | us per log-density and gradient | us per gradient in sampling "
         "| log-density at the start |"

@@ -103,8 +103,8 @@ from jax.scipy.special import log_ndtr  # noqa: E402
 
 STAN_FILE = Path(__file__).with_name("peer_model.stan")
 
-#: NUTS settings shared with the library.
-TARGET_ACCEPT = 0.95
+#: NUTS settings shared with the library (its default target acceptance, ``SamplerOptions().target_accept``).
+TARGET_ACCEPT = 0.8
 MAX_TREE_DEPTH = 10
 
 #: Variables whose ESS and R-hat are summarised.

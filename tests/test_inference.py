@@ -138,3 +138,20 @@ def test_sampler_defaults_have_one_home():
         assert params[name].default == getattr(defaults, name), name
     args = _parser().parse_args(["reconcile", "claims.csv"])
     assert (args.draws, args.tune, args.chains) == (defaults.draws, defaults.tune, defaults.chains)
+
+
+def test_the_speed_benchmark_runs_the_library_and_its_peers_at_the_librarys_defaults():
+    """``benchmarks/run.py`` and its hand-written peers sample with what ``reconcile()`` uses by default."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("bench_run", bench / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    d = SamplerOptions()
+    assert (run.DRAWS, run.TUNE, run.CHAINS, run.TARGET_ACCEPT) == (d.draws, d.tune, d.chains, d.target_accept)
+    # peers.py imports JAX at the top (not installed for the tests): read its setting from the source
+    found = re.search(r"^TARGET_ACCEPT = ([0-9.]+)$", (bench / "peers.py").read_text(), re.M)
+    assert found and float(found.group(1)) == d.target_accept

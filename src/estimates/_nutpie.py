@@ -405,7 +405,7 @@ def record_key(signature: tuple) -> str:
 
 
 #: The modules whose source shapes a compiled graph (read, not imported: ``_fused`` imports PyTensor).
-_SOURCES = ("model.py", "_fused.py", "_kernel.py", "_nutpie.py")
+_SOURCES = ("model.py", "_fused.py", "_whiten.py", "_kernel.py", "_nutpie.py")
 
 
 @functools.cache

@@ -264,6 +264,9 @@ def sample(
         nutpie = quiet_import("nutpie")
         if which == "nutpie-jax":
             # nutpie's JAX backend freezes the data into its graph: compiled per call
+            from ._whiten import register_jax
+
+            register_jax()
             set_numbers(entry.model, data)
             with _no_blas_notice():
                 compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
@@ -316,6 +319,10 @@ def sample(
         # PyTensor's on-disk C cache; numpyro: JAX's), so it is never "cached"
         set_numbers(entry.model, data)
         extra = {"nuts_sampler": "numpyro"} if which == "numpyro" else {}
+        if which == "numpyro":
+            from ._whiten import register_jax
+
+            register_jax()
         t1 = time.perf_counter()
         logger = logging.getLogger("pymc")
         level = logger.level

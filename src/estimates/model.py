@@ -980,8 +980,8 @@ def whiten_walk(w: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.n
     (``s_p = d_p^2 - h_p``: every term is non-negative, so no difference
     cancels however large ``tau`` is). Then ``u`` by back substitution from
     the block's end, and the log-determinant is ``-sum log d``. The kernel
-    (:mod:`estimates._kernel`) runs the same recursion; :func:`build`'s
-    graph takes the same factor from a dense Cholesky decomposition.
+    (:mod:`estimates._kernel`) runs the same recursion, and so does
+    :func:`build`'s graph, as one Op (:mod:`estimates._whiten`).
     """
     a, f, c, g = terms
     size = a.shape[-1]
@@ -1001,29 +1001,6 @@ def whiten_walk(w: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.n
         u[..., p] = (w[..., p] - ell[..., p] * nxt) / d[..., p]
         nxt = u[..., p]
     return u, -np.log(d).sum(axis=(-2, -1))
-
-
-def _whiten_walk_graph(wb, tau, terms, size: int):  # noqa: ANN001, ANN202 - pytensor in, pytensor out
-    """:func:`whiten_walk` in PyTensor: ``(u, log |det du/dw|)`` for blocks ``wb`` at ``tau`` per block."""
-    import pytensor.tensor as pt
-    from pytensor.tensor.slinalg import cholesky, solve_triangular
-
-    # the dense blocks and a batched Cholesky factor: the same R (the
-    # factor of a tridiagonal matrix is lower bidiagonal), written the way
-    # PyTensor differentiates and compiles quickly; the recursion of
-    # whiten_walk unrolled over 24 positions took PyTensor's rewrites minutes
-    a, f, c, g = terms[0], terms[1], terms[2], terms[3]
-    t = tau[:, None]
-    h = t * f + g
-    below = pt.concatenate([pt.zeros((f.shape[0], 1)), h[:, :-1]], axis=1)
-    i = np.arange(size)
-    q = pt.zeros((f.shape[0], size, size))
-    q = pt.set_subtensor(q[:, i, i], a + t * c + below + h)
-    q = pt.set_subtensor(q[:, i[:-1], i[1:]], -h[:, :-1])
-    q = pt.set_subtensor(q[:, i[1:], i[:-1]], -h[:, :-1])
-    r = cholesky(q, lower=True)
-    u = solve_triangular(r, wb, trans="T", lower=True, b_ndim=1)
-    return u, -pt.sum(pt.log(r[:, i, i]))
 
 
 def _helmert(n: int) -> np.ndarray:
@@ -1255,6 +1232,8 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
     pm = quiet_import("pymc")
     import pytensor.tensor as pt
 
+    from ._whiten import whiten
+
     sig = {k[0]: k[1:] for k in signature(st)}
     n_q = len(st.quantities)
     n_src = len(st.sources)
@@ -1302,7 +1281,7 @@ def build(st: Structure, *, fused: bool = False):  # noqa: ANN201 - returns pm.M
         wb = pt.set_subtensor(pt.zeros((n_blocks, size))[block, pos], w)
         terms = d["walk_whiten"].reshape((WHITEN_TERMS, n_blocks, size))
         tau = scales[d["whiten_scale"]] ** -2 if has_walk else pt.zeros(n_blocks)
-        ub, log_det = _whiten_walk_graph(wb, tau, terms, size)
+        ub, log_det = whiten(wb, tau, terms)  # one Op: the recursion of whiten_walk and its gradient
         values = d["walk_mean0"] + ub[block, pos]
         lev = (values[d["walk_pivot"]] - d["walk_mean0"]) / d["walk_sd0"]
         st_w = pt.maximum(step, 1e-12)
