@@ -39,7 +39,7 @@ from pytensor.graph.op import Op
 __all__ = ["WhitenWalk", "WhitenWalkGrad", "register_jax", "whiten", "whiten_forward", "whiten_vjp"]
 
 
-@njit(cache=True, error_model="numpy")  # IEEE arithmetic, as the rest of the library's compiled code
+@njit(cache=True, error_model="numpy", fastmath=False)  # IEEE, as the rest of the compiled code
 def whiten_forward(wb: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, float]:
     """``(u, log |det du/dw|)`` for blocks ``wb`` (n_blocks, size) at ``tau`` (n_blocks); ``terms`` (4, n_blocks, size).
 
@@ -70,7 +70,7 @@ def whiten_forward(wb: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[
     return u, log_det
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def whiten_vjp(
     wb: np.ndarray, tau: np.ndarray, terms: np.ndarray, g_u: np.ndarray, g_log_det: float
 ) -> tuple[np.ndarray, np.ndarray]:
