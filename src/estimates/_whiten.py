@@ -5,11 +5,12 @@ per block, ``R R^T`` the block's rough posterior precision at its series'
 walk scale (:func:`estimates.model.whiten_walk`; ``docs/model.md``, *What
 the sampler sees*). ``R`` is lower bidiagonal, so ``u`` and its gradient
 are two short recursions per block. Written as PyTensor's batched dense
-Cholesky factor and triangular solve, the same function cost 28 ms per
-gradient on the article example in PyMC's C backend (``Blockwise`` loops
-over the blocks in Python, and the Cholesky factor's gradient is dense),
-against 25 us for the rest of the model: PyMC's NUTS and ADVI were a
-hundred times slower. :class:`WhitenWalk` runs the recursion of
+Cholesky factor and triangular solve, it made one log-density and
+gradient in PyMC's C backend 6-12 times slower (``Blockwise`` loops over
+the blocks in Python, and the Cholesky factor's gradient is dense:
+article 1,265 us against 194 us with these Ops, medium 3,880 against 325,
+``python benchmarks/gradient.py article medium --c``), and so PyMC's NUTS
+and ADVI. :class:`WhitenWalk` runs the recursion of
 :func:`estimates.model.whiten_walk` (the kernel, :mod:`estimates._kernel`,
 runs the same one inside the whole model) compiled by Numba, and its
 gradient is :class:`WhitenWalkGrad`, the reverse pass of the kernel.
@@ -40,33 +41,52 @@ __all__ = ["WhitenWalk", "WhitenWalkGrad", "register_jax", "whiten", "whiten_for
 
 
 @njit(cache=True, error_model="numpy", fastmath=False)  # IEEE, as the rest of the compiled code
-def whiten_forward(wb: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(u, log |det du/dw|)`` for blocks ``wb`` (n_blocks, size) at ``tau`` (n_blocks); ``terms`` (4, n_blocks, size).
+def _factor(
+    t: float, terms: np.ndarray, bl: int, d: np.ndarray, ell: np.ndarray, s_at: np.ndarray, h_at: np.ndarray
+) -> None:
+    """Block ``bl``'s factor at ``tau = t`` into ``d``, ``ell`` (and the recursion's ``s_p``, ``h_p``).
 
     ``R_pp = d_p``, ``R_{p+1,p} = l_p`` from each step's precision ``h_p =
     tau f_p + g_p``: ``d_p^2 = s_p + h_p``, ``l_p = -h_p / d_p``, ``s_{p+1}
-    = a_{p+1} + tau c_{p+1} + h_p s_p / (s_p + h_p)``; then ``u`` by back
-    substitution from the block's end (:func:`estimates.model.whiten_walk`).
+    = a_{p+1} + tau c_{p+1} + h_p s_p / (s_p + h_p)``
+    (:func:`estimates.model.whiten_walk`).
+    """
+    size = d.shape[0]
+    s = terms[0, bl, 0] + t * terms[2, bl, 0]
+    for p in range(size):
+        h = t * terms[1, bl, p] + terms[3, bl, p]
+        s_at[p], h_at[p] = s, h
+        d[p] = math.sqrt(s + h)
+        ell[p] = -h / d[p]
+        if p + 1 < size:
+            s = terms[0, bl, p + 1] + t * terms[2, bl, p + 1] + h * s / (s + h)
+
+
+@njit(cache=True, error_model="numpy", fastmath=False)
+def _back_substitute(wb: np.ndarray, bl: int, d: np.ndarray, ell: np.ndarray, u: np.ndarray) -> None:
+    """``u = R^-T w`` for block ``bl``, from the block's end."""
+    nxt = 0.0
+    for p in range(d.shape[0] - 1, -1, -1):
+        nxt = (wb[bl, p] - ell[p] * nxt) / d[p]
+        u[p] = nxt
+
+
+@njit(cache=True, error_model="numpy", fastmath=False)
+def whiten_forward(wb: np.ndarray, tau: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(u, log |det du/dw|)`` for blocks ``wb`` (n_blocks, size) at ``tau`` (n_blocks); ``terms`` (4, n_blocks, size).
+
+    Per block the factor ``R`` (:func:`_factor`), then ``u`` by back
+    substitution; the log-determinant is ``-sum log d``.
     """
     n_blocks, size = wb.shape
     u = np.empty((n_blocks, size))
-    d = np.empty(size)
-    ell = np.empty(size)
+    d, ell, s_at, h_at = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
     log_det = 0.0
     for bl in range(n_blocks):
-        t = tau[bl]
-        s = terms[0, bl, 0] + t * terms[2, bl, 0]
+        _factor(tau[bl], terms, bl, d, ell, s_at, h_at)
+        _back_substitute(wb, bl, d, ell, u[bl])
         for p in range(size):
-            h = t * terms[1, bl, p] + terms[3, bl, p]
-            d[p] = math.sqrt(s + h)
-            ell[p] = -h / d[p]
             log_det -= math.log(d[p])
-            if p + 1 < size:
-                s = terms[0, bl, p + 1] + t * terms[2, bl, p + 1] + h * s / (s + h)
-        nxt = 0.0
-        for p in range(size - 1, -1, -1):
-            nxt = (wb[bl, p] - ell[p] * nxt) / d[p]
-            u[bl, p] = nxt
     return u, log_det
 
 
@@ -83,25 +103,10 @@ def whiten_vjp(
     n_blocks, size = wb.shape
     g_wb = np.empty((n_blocks, size))
     g_tau = np.zeros(n_blocks)
-    d = np.empty(size)
-    ell = np.empty(size)
-    s_at = np.empty(size)
-    h_at = np.empty(size)
-    u = np.empty(size)
+    d, ell, s_at, h_at, u = np.empty(size), np.empty(size), np.empty(size), np.empty(size), np.empty(size)
     for bl in range(n_blocks):
-        t = tau[bl]
-        s = terms[0, bl, 0] + t * terms[2, bl, 0]
-        for p in range(size):
-            h = t * terms[1, bl, p] + terms[3, bl, p]
-            s_at[p], h_at[p] = s, h
-            d[p] = math.sqrt(s + h)
-            ell[p] = -h / d[p]
-            if p + 1 < size:
-                s = terms[0, bl, p + 1] + t * terms[2, bl, p + 1] + h * s / (s + h)
-        nxt = 0.0
-        for p in range(size - 1, -1, -1):
-            nxt = (wb[bl, p] - ell[p] * nxt) / d[p]
-            u[p] = nxt
+        _factor(tau[bl], terms, bl, d, ell, s_at, h_at)
+        _back_substitute(wb, bl, d, ell, u)
         prv = 0.0
         gt = 0.0
         ds = terms[2, bl, 0]  # d s_p / d tau

@@ -259,14 +259,15 @@ def sample(
     builds = entry.builds
     t0 = time.perf_counter()
     cached = hit and (KERNEL if which == "nutpie" and options.kernel else which) in entry.compiled
+    if which in ("numpyro", "nutpie-jax"):  # the JAX backends: the whitening Op as JAX (imports JAX)
+        from ._whiten import register_jax
+
+        register_jax()
     from_disk = False
     if which in ("nutpie", "nutpie-jax"):
         nutpie = quiet_import("nutpie")
         if which == "nutpie-jax":
             # nutpie's JAX backend freezes the data into its graph: compiled per call
-            from ._whiten import register_jax
-
-            register_jax()
             set_numbers(entry.model, data)
             with _no_blas_notice():
                 compiled = nutpie.compile_pymc_model(entry.model, backend="jax", gradient_backend="jax")
@@ -319,10 +320,6 @@ def sample(
         # PyTensor's on-disk C cache; numpyro: JAX's), so it is never "cached"
         set_numbers(entry.model, data)
         extra = {"nuts_sampler": "numpyro"} if which == "numpyro" else {}
-        if which == "numpyro":
-            from ._whiten import register_jax
-
-            register_jax()
         t1 = time.perf_counter()
         logger = logging.getLogger("pymc")
         level = logger.level
